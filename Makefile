@@ -1,0 +1,80 @@
+# pg_tenancy task runner. Every target installs what it is missing first (scripts/install-deps.sh).
+#
+#   make demo      build, install, start a throwaway cluster and walk through the quickstart
+#   make test      lint, in-database tests, pg_regress suite, client tests
+#   make install   install into the PostgreSQL that PG_CONFIG names
+#   make bench     (see BENCHMARKS.md)
+
+PG_MAJOR    ?= 15
+PG_CONFIG   ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+PG_BIN      := $(shell $(PG_CONFIG) --bindir 2>/dev/null)
+PGRX_VERSION := $(shell sed -n 's/^pgrx = "=\(.*\)"/\1/p' Cargo.toml)
+FEATURES    := pg$(PG_MAJOR)
+CLUSTERS    := $(CURDIR)/target/clusters
+TEST_PORT   ?= 28901
+DEMO_PORT   ?= 28950
+CLIENT_TESTS := $(patsubst tests/%.rs,--test %,$(wildcard tests/*.rs))
+
+export PG_BIN
+
+.PHONY: deps build install install-dev lint pgrx-test regress client-test test demo clean \
+        cluster-start cluster-stop
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build --no-default-features --features $(FEATURES)
+
+# Release build, for users.
+install: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
+
+# Debug build, faster to compile; what the test clusters run.
+install-dev: deps
+	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
+
+lint: deps
+	cargo fmt --check
+	cargo clippy --all-targets --no-default-features --features "$(FEATURES) client-tests" -- -D warnings
+
+# In-database #[pg_test]s and Rust unit tests. initdb refuses root, so the test cluster runs as
+# the postgres user.
+pgrx-test: deps
+	install -d -o postgres -g postgres $(CLUSTERS)/pgrx-test
+	cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata $(CLUSTERS)/pgrx-test
+
+cluster-start: install-dev
+	scripts/cluster.sh start $(CLUSTERS)/test $(TEST_PORT)
+
+cluster-stop:
+	scripts/cluster.sh stop $(CLUSTERS)/test
+
+regress:
+	scripts/regress.sh $(TEST_PORT)
+
+client-test:
+	TENANCY_TEST_PORT=$(TEST_PORT) cargo test --no-default-features \
+	    --features "$(FEATURES) client-tests" $(CLIENT_TESTS) -- --test-threads=2
+
+test: lint pgrx-test cluster-start
+	@status=0; \
+	$(MAKE) --no-print-directory regress || status=$$?; \
+	[ $$status -ne 0 ] || $(MAKE) --no-print-directory client-test || status=$$?; \
+	scripts/cluster.sh stop $(CLUSTERS)/test; \
+	exit $$status
+
+demo: install-dev
+	scripts/cluster.sh start $(CLUSTERS)/demo $(DEMO_PORT)
+	@status=0; scripts/demo.sh $(DEMO_PORT) || status=$$?; \
+	if [ "$(KEEP)" = 1 ]; then \
+	    echo; echo "The demo cluster keeps running. Connect with:"; \
+	    echo "  psql 'host=127.0.0.1 port=$(DEMO_PORT) user=postgres dbname=tenancy_demo'"; \
+	    echo "Stop it with: scripts/cluster.sh stop $(CLUSTERS)/demo"; \
+	else scripts/cluster.sh stop $(CLUSTERS)/demo; fi; \
+	exit $$status
+
+clean:
+	-scripts/cluster.sh stop $(CLUSTERS)/test
+	-scripts/cluster.sh stop $(CLUSTERS)/demo
+	rm -rf $(CLUSTERS) target/pg_regress

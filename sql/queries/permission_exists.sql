@@ -1,0 +1,1 @@
+SELECT true FROM tenancy.permissions p WHERE p.name OPERATOR(pg_catalog.=) $1

@@ -1,0 +1,51 @@
+//! pg_tenancy: tenant isolation, RBAC and tokens inside PostgreSQL.
+//!
+//! The wiring lives here: the module list, the hand-written SQL in install order, and
+//! `_PG_init`. Each module is named after what it does.
+
+mod context;
+mod error;
+mod gucs;
+mod log;
+mod privileged;
+mod rbac;
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Hand-written SQL, in install order. `bootstrap` runs before every generated object (the
+// tables the Rust functions query); `finalize` runs last (policies, grants).
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/rbac.sql",
+    name = "rbac",
+    requires = [
+        rbac::has_role,
+        rbac::require_permission,
+        context::current_tenant,
+        log::log_denial
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/policy.sql",
+    name = "policy",
+    requires = [context::current_tenant, rbac::has_permission]
+);
+pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+/// Called once per backend when the library is loaded (at server start when it is in
+/// `shared_preload_libraries`, else on the first call of one of its functions).
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_tenancy'"]
+    }
+}

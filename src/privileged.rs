@@ -1,0 +1,59 @@
+//! Reading pg_tenancy's own tables on behalf of application roles.
+//!
+//! Application roles cannot read `tenancy.users` (other tenants' emails) nor other tenants'
+//! memberships, but the context and RBAC checks must. The checks are SECURITY INVOKER functions
+//! (so that the warnings name the real caller and nothing widens their privileges) and switch to
+//! the bootstrap superuser only around fixed, parameterised, schema-qualified queries whose
+//! operators are qualified too, so that no `search_path` can redirect them.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+/// Runs `f` as the bootstrap superuser in a security-restricted operation, then restores the
+/// caller's user id and security context (also when `f` raises).
+pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore {
+        user: pg_sys::Oid,
+        sec: i32,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores exactly what GetUserIdAndSecContext returned.
+            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec) };
+        }
+    }
+
+    let mut user = pg_sys::InvalidOid;
+    let mut sec = 0i32;
+    // SAFETY: out-parameters are valid locals.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut sec) };
+    let _restore = Restore { user, sec };
+    let restricted =
+        sec | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    // SAFETY: switching to a superuser that always exists; restored by `_restore`.
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), restricted)
+    };
+    f()
+}
+
+/// The name of a role, or its oid when it no longer exists.
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr=true returns NULL for a missing role.
+    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
+    if name.is_null() {
+        format!("{}", u32::from(role))
+    } else {
+        // SAFETY: a palloc'd NUL-terminated string.
+        unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The name of the current user (the role whose privileges apply right now).
+pub fn current_role_name() -> String {
+    // SAFETY: plain read of the current user id.
+    role_name(unsafe { pg_sys::GetUserId() })
+}

@@ -1,0 +1,355 @@
+//! Role-based access checks for the context's actor in the context's tenant.
+//!
+//! Every answer is read from the membership tables. Within one statement the answers are
+//! cached (keyed on the transaction, the statement start, the command id and the context), so a
+//! policy that calls `has_permission()` costs one look-up per statement, and a role change is
+//! seen by the next statement: no cache outlives it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::PgOid;
+use uuid::Uuid;
+
+use crate::context::{self, Context};
+use crate::{error, log, privileged};
+
+/// The actor of the context, as the membership tables describe it right now.
+#[derive(Debug, Default)]
+pub struct Actor {
+    pub platform_admin: bool,
+    pub role: Option<String>,
+    pub rank: Option<i32>,
+    pub grants: Vec<String>,
+}
+
+impl Actor {
+    /// Whether the actor holds `permission`, before any narrowing by scopes.
+    fn holds(&self, permission: &str) -> bool {
+        self.platform_admin || self.grants.iter().any(|g| grant_covers(g, permission))
+    }
+}
+
+/// Whether a grant (`*`, `resource:*` or an exact name) covers `permission`.
+pub fn grant_covers(grant: &str, permission: &str) -> bool {
+    if grant == "*" || grant == permission {
+        return true;
+    }
+    match (grant.strip_suffix(":*"), permission.split_once(':')) {
+        (Some(resource), Some((p_resource, _))) => resource == p_resource,
+        _ => false,
+    }
+}
+
+/// Whether the context's actor may use `permission`: the actor holds it and, when the context
+/// carries scopes, a scope covers it too.
+fn allowed(ctx: &Context, actor: &Actor, permission: &str) -> bool {
+    if !actor.holds(permission) {
+        return false;
+    }
+    match &ctx.scopes {
+        None => true,
+        Some(scopes) => scopes.iter().any(|s| grant_covers(s, permission)),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StatementKey {
+    lxid: u32,
+    statement_start: i64,
+    command_id: u32,
+    generation: u64,
+}
+
+impl StatementKey {
+    fn now() -> StatementKey {
+        // SAFETY: plain reads of backend-local transaction state.
+        unsafe {
+            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+            let lxid = (*pg_sys::MyProc).lxid;
+            #[cfg(not(any(
+                feature = "pg13",
+                feature = "pg14",
+                feature = "pg15",
+                feature = "pg16"
+            )))]
+            let lxid = (*pg_sys::MyProc).vxid.lxid;
+            StatementKey {
+                lxid,
+                statement_start: pg_sys::GetCurrentStatementStartTimestamp(),
+                command_id: pg_sys::GetCurrentCommandId(false),
+                generation: context::generation(),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Cache {
+    key: Option<StatementKey>,
+    actor: Option<Option<Rc<Actor>>>,
+    permission_known: HashMap<String, bool>,
+    role_rank: HashMap<String, Option<i32>>,
+}
+
+impl Cache {
+    /// The cache for the current statement, emptied when the statement changed.
+    fn with<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+        CACHE.with(|c| {
+            let mut cache = c.borrow_mut();
+            let key = StatementKey::now();
+            if cache.key != Some(key) {
+                *cache = Cache {
+                    key: Some(key),
+                    ..Cache::default()
+                };
+            }
+            f(&mut cache)
+        })
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+const ACTOR_SQL: &str = include_str!("../sql/queries/actor.sql");
+const PERMISSION_SQL: &str = include_str!("../sql/queries/permission_exists.sql");
+const ROLE_RANK_SQL: &str = include_str!("../sql/queries/role_rank.sql");
+const TENANT_ACTIVE_SQL: &str = include_str!("../sql/queries/tenant_active.sql");
+
+/// Runs one of the fixed queries above as the bootstrap superuser and maps its first row.
+fn query_one<R>(
+    sql: &'static str,
+    arg_types: &[pg_sys::Oid],
+    args: &[pgrx::datum::DatumWithOid],
+    map: impl FnOnce(&pgrx::spi::SpiHeapTupleData) -> R,
+) -> Option<R> {
+    privileged::as_superuser(|| {
+        Spi::connect(|client| {
+            let plan = PLANS.with(|p| p.borrow().get(sql).cloned());
+            let plan = match plan {
+                Some(plan) => plan,
+                None => {
+                    let types: Vec<PgOid> = arg_types.iter().map(|t| PgOid::from(*t)).collect();
+                    let plan = Rc::new(
+                        client
+                            .prepare(sql, &types)
+                            .expect("a fixed query prepares")
+                            .keep(),
+                    );
+                    PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
+                    plan
+                }
+            };
+            let table = client
+                .select(&*plan, Some(1), args)
+                .expect("a fixed query runs");
+            table.into_iter().next().map(|row| map(&row))
+        })
+    })
+}
+
+fn uuid_arg(u: Uuid) -> pgrx::datum::DatumWithOid<'static> {
+    pgrx::Uuid::from_bytes(*u.as_bytes()).into()
+}
+
+/// The user's standing in the tenant, read now (no cache).
+pub fn lookup_actor(tenant: Uuid, user: Uuid) -> Actor {
+    query_one(
+        ACTOR_SQL,
+        &[pg_sys::UUIDOID, pg_sys::UUIDOID],
+        &[uuid_arg(tenant), uuid_arg(user)],
+        |row| Actor {
+            platform_admin: row.get::<bool>(1).ok().flatten().unwrap_or(false),
+            role: row.get::<String>(2).ok().flatten(),
+            rank: row.get::<i32>(3).ok().flatten(),
+            grants: row.get::<Vec<String>>(4).ok().flatten().unwrap_or_default(),
+        },
+    )
+    .unwrap_or_default()
+}
+
+/// Whether the tenant exists and is active, read now.
+pub fn tenant_is_active(tenant: Uuid) -> bool {
+    query_one(
+        TENANT_ACTIVE_SQL,
+        &[pg_sys::UUIDOID],
+        &[uuid_arg(tenant)],
+        |row| row.get::<bool>(1).ok().flatten().unwrap_or(false),
+    )
+    .unwrap_or(false)
+}
+
+/// The actor of the current context (cached for the statement); `None` without an actor.
+pub fn actor() -> Option<Rc<Actor>> {
+    let ctx = context::current()?;
+    let user = ctx.user?;
+    Cache::with(|cache| {
+        cache
+            .actor
+            .get_or_insert_with(|| Some(Rc::new(lookup_actor(ctx.tenant, user))))
+            .clone()
+    })
+}
+
+/// Raises `22023` unless `permission` names a row of `tenancy.permissions`.
+fn check_permission_name(permission: Option<&str>) -> &str {
+    let Some(permission) = permission else {
+        error::bad_argument(
+            "tenancy: permission must not be null",
+            "pass a permission name such as 'orders:read'",
+        );
+    };
+    let known = Cache::with(|cache| {
+        if let Some(known) = cache.permission_known.get(permission) {
+            return *known;
+        }
+        let known = permission.len() <= 127
+            && query_one(
+                PERMISSION_SQL,
+                &[pg_sys::TEXTOID],
+                &[permission.into()],
+                |_| true,
+            )
+            .unwrap_or(false);
+        cache.permission_known.insert(permission.to_owned(), known);
+        known
+    });
+    if !known {
+        error::bad_argument(
+            format!("tenancy: unknown permission {}", error::echo(permission)),
+            "permissions are rows of tenancy.permissions, named resource:action",
+        );
+    }
+    permission
+}
+
+/// The rank of a role; raises `22023` for an unknown role.
+fn role_rank(role: Option<&str>) -> (String, i32) {
+    let Some(role) = role else {
+        error::bad_argument(
+            "tenancy: role must not be null",
+            "pass a role name such as 'staff'",
+        );
+    };
+    let rank = Cache::with(|cache| {
+        if let Some(rank) = cache.role_rank.get(role) {
+            return *rank;
+        }
+        let rank = if role.len() <= 63 {
+            query_one(ROLE_RANK_SQL, &[pg_sys::TEXTOID], &[role.into()], |row| {
+                row.get::<i32>(1).ok().flatten()
+            })
+            .flatten()
+        } else {
+            None
+        };
+        cache.role_rank.insert(role.to_owned(), rank);
+        rank
+    });
+    match rank {
+        Some(rank) => (role.to_owned(), rank),
+        None => error::bad_argument(
+            format!("tenancy: unknown role {}", error::echo(role)),
+            "roles are rows of tenancy.roles: owner, admin, manager, staff, viewer or your own",
+        ),
+    }
+}
+
+fn permission_decision(permission: &str) -> Option<bool> {
+    let ctx = context::current()?;
+    let granted = match actor() {
+        Some(actor) => allowed(&ctx, &actor, permission),
+        None => false,
+    };
+    Some(granted)
+}
+
+fn role_decision(min_rank: i32) -> Option<bool> {
+    context::current()?;
+    let granted = match actor() {
+        Some(actor) => actor.platform_admin || actor.rank.is_some_and(|r| r >= min_rank),
+        None => false,
+    };
+    Some(granted)
+}
+
+/// Whether the context's actor holds `permission` in the context's tenant. False without a
+/// context or without an actor; `22023` for an unknown permission.
+#[pg_extern(stable, parallel_restricted)]
+pub fn has_permission(permission: Option<&str>) -> bool {
+    let permission = check_permission_name(permission);
+    permission_decision(permission).unwrap_or(false)
+}
+
+/// Raises unless the context's actor holds `permission`: `28000` without a context, `42501`
+/// when lacking, `22023` for an unknown permission. Denials are logged.
+#[pg_extern(volatile, parallel_restricted)]
+pub fn require_permission(permission: Option<&str>) {
+    let permission = check_permission_name(permission);
+    match permission_decision(permission) {
+        None => {
+            log::denial("require_permission", Some(permission), "no_context");
+            error::no_tenant_context();
+        }
+        Some(false) => {
+            log::denial("require_permission", Some(permission), "permission_missing");
+            error::forbidden(
+                format!("tenancy: permission {} denied", error::echo(permission)),
+                "the acting user's role (or the token's scopes) must grant it; ask an owner or admin",
+            );
+        }
+        Some(true) => log::allowed("require_permission", Some(permission)),
+    }
+}
+
+/// Whether the context's actor has a role of at least the rank of `min_role`.
+#[pg_extern(stable, parallel_restricted)]
+pub fn has_role(min_role: Option<&str>) -> bool {
+    let (_, rank) = role_rank(min_role);
+    role_decision(rank).unwrap_or(false)
+}
+
+/// Raises unless the context's actor has a role of at least the rank of `min_role`.
+#[pg_extern(volatile, parallel_restricted)]
+pub fn require_role(min_role: Option<&str>) {
+    let (role, rank) = role_rank(min_role);
+    let what = format!("role:{role}");
+    match role_decision(rank) {
+        None => {
+            log::denial("require_role", Some(&what), "no_context");
+            error::no_tenant_context();
+        }
+        Some(false) => {
+            log::denial("require_role", Some(&what), "rank_too_low");
+            error::forbidden(
+                format!("tenancy: role {} or higher required", error::echo(&role)),
+                "ask an owner or admin for a higher role",
+            );
+        }
+        Some(true) => log::allowed("require_role", Some(&what)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_covers;
+
+    #[test]
+    fn grants_cover_exact_resource_wildcard_and_star() {
+        assert!(grant_covers("*", "orders:read"));
+        assert!(grant_covers("orders:*", "orders:read"));
+        assert!(grant_covers("orders:read", "orders:read"));
+        assert!(!grant_covers("orders:*", "ordersx:read"));
+        assert!(!grant_covers("orders:read", "orders:write"));
+        assert!(!grant_covers("order:*", "orders:read"));
+        assert!(!grant_covers("orders:*", "orders"));
+        assert!(!grant_covers("", "orders:read"));
+    }
+}
