@@ -218,10 +218,12 @@ $fn$;
 
 -- The current tenant's members with their emails. Application roles cannot read
 -- tenancy.users, so the view runs with its owner's rights and filters explicitly: without a
--- context it raises 28000; an actor without members:read sees no rows.
+-- context it raises 28000 (current_tenant() is evaluated first, once, in the gate); an actor
+-- without members:read sees no rows.
 CREATE VIEW @extschema@.members WITH (security_barrier) AS
 SELECT m.user_id, u.email, m.role
   FROM @extschema@.memberships m
   JOIN @extschema@.users u ON u.id = m.user_id
- WHERE m.tenant_id = (SELECT @extschema@.current_tenant())
-   AND (SELECT @extschema@.has_permission('members:read'));
+ WHERE (SELECT @extschema@.current_tenant() IS NOT NULL
+           AND @extschema@.has_permission('members:read'))
+   AND m.tenant_id = (SELECT @extschema@.current_tenant());

@@ -123,6 +123,11 @@ pub fn install(raw: &str) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
 }
 
+/// Whether the transaction has a tenant context (a memory read).
+pub fn has_tenant() -> bool {
+    TENANT.with(|t| t.get().is_some())
+}
+
 /// The current context, if any.
 pub fn current() -> Option<Rc<Context>> {
     CURRENT.with(|c| c.borrow().clone())

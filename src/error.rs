@@ -7,6 +7,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 const ECHO_MAX: usize = 64;
 
 /// Raises an ERROR with the given SQLSTATE, message and hint. Never returns.
+#[track_caller]
 pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
     ErrorReport::new(code, message.into(), "pg_tenancy")
         .set_hint(hint)
@@ -15,6 +16,7 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<S
 }
 
 /// `28000`: no context, or a credential that does not verify.
+#[track_caller]
 pub fn unauthenticated(message: impl Into<String>, hint: impl Into<String>) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
@@ -24,6 +26,7 @@ pub fn unauthenticated(message: impl Into<String>, hint: impl Into<String>) -> !
 }
 
 /// `42501`: authenticated but not allowed.
+#[track_caller]
 pub fn forbidden(message: impl Into<String>, hint: impl Into<String>) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -33,6 +36,7 @@ pub fn forbidden(message: impl Into<String>, hint: impl Into<String>) -> ! {
 }
 
 /// `22023`: a bad argument.
+#[track_caller]
 pub fn bad_argument(message: impl Into<String>, hint: impl Into<String>) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -42,6 +46,7 @@ pub fn bad_argument(message: impl Into<String>, hint: impl Into<String>) -> ! {
 }
 
 /// The `28000` every accessor raises when the transaction has no tenant context.
+#[track_caller]
 pub fn no_tenant_context() -> ! {
     unauthenticated(
         "tenancy: no tenant context",

@@ -5,6 +5,7 @@
 
 mod context;
 mod error;
+mod guard;
 mod gucs;
 mod log;
 mod privileged;
@@ -38,6 +39,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    guard::init();
 }
 
 #[cfg(test)]

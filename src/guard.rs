@@ -1,0 +1,111 @@
+//! The fail-closed guard: a statement that touches an isolated table without a tenant context
+//! raises `28000` before it runs.
+//!
+//! The isolation policy alone raises only when it evaluates `current_tenant()`, which a
+//! sequential scan of an empty table (or an UPDATE whose WHERE matches no row) never does: the
+//! result would be a silent empty page. This `ExecutorStart` hook closes that gap. It costs
+//! nothing when a context is set (the first check), and otherwise looks only at the relations
+//! of the statement, in the relation cache. It is installed when the library loads: at server
+//! start with `shared_preload_libraries` (recommended), else at the first pg_tenancy call.
+
+use std::ffi::{c_int, CStr};
+
+use pgrx::{pg_guard, pg_sys};
+
+use crate::{context, error, log};
+
+/// Name of the policy `isolate()` creates; a table that has it is isolated.
+const ISOLATION_POLICY: &CStr = c"tenancy_isolation";
+
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+
+pub fn init() {
+    // SAFETY: called once from _PG_init, before any query runs in this process.
+    unsafe {
+        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+    }
+}
+
+#[cfg(not(feature = "pg18"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
+    // SAFETY: PostgreSQL passes a valid query descriptor.
+    unsafe {
+        check(query_desc, eflags);
+        match PREV_EXECUTOR_START {
+            Some(prev) => prev(query_desc, eflags),
+            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+        }
+    }
+}
+
+#[cfg(feature = "pg18")]
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: c_int,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid query descriptor.
+    unsafe {
+        check(query_desc, eflags);
+        match PREV_EXECUTOR_START {
+            Some(prev) => prev(query_desc, eflags),
+            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+        }
+    }
+}
+
+/// Raises `28000` when there is no context and the statement reads or writes an isolated
+/// table whose row-level security applies to the current user.
+unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
+    if context::has_tenant() || eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0 {
+        return;
+    }
+    // SAFETY: the planned statement and its range table are valid for the whole call.
+    unsafe {
+        let stmt = (*query_desc).plannedstmt;
+        if stmt.is_null() || (*stmt).rtable.is_null() {
+            return;
+        }
+        let rtable = (*stmt).rtable;
+        for i in 0..(*rtable).length as usize {
+            let rte = (*(*rtable).elements.add(i)).ptr_value as *mut pg_sys::RangeTblEntry;
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION || !is_isolated((*rte).relid) {
+                continue;
+            }
+            let rls = pg_sys::check_enable_rls((*rte).relid, pg_sys::InvalidOid, true);
+            if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as c_int {
+                log::denial("query", None, "no_context");
+                error::no_tenant_context();
+            }
+        }
+    }
+}
+
+/// Whether the relation has row-level security on and the isolation policy of `isolate()`.
+unsafe fn is_isolated(relid: pg_sys::Oid) -> bool {
+    // SAFETY: the relation is locked by the statement being started; we only read its
+    // relation-cache entry and close it again.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return false;
+        }
+        let mut found = false;
+        let rsdesc = (*rel).rd_rsdesc;
+        if (*(*rel).rd_rel).relrowsecurity && !rsdesc.is_null() && !(*rsdesc).policies.is_null() {
+            let policies = (*rsdesc).policies;
+            for i in 0..(*policies).length as usize {
+                let policy =
+                    (*(*policies).elements.add(i)).ptr_value as *mut pg_sys::RowSecurityPolicy;
+                if CStr::from_ptr((*policy).policy_name) == ISOLATION_POLICY {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        pg_sys::RelationClose(rel);
+        found
+    }
+}
