@@ -1,0 +1,24 @@
+# PostgreSQL 15 with pg_tenancy installed and preloaded.
+#   docker build -t pg_tenancy .
+#   docker run -e POSTGRES_PASSWORD=secret -p 5432:5432 pg_tenancy
+# Build stage: the pinned toolchain and cargo-pgrx, then `cargo pgrx package`.
+FROM postgres:15-bookworm AS build
+ARG RUST_VERSION=1.95.0
+ARG PGRX_VERSION=0.18.1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential clang libclang-dev pkg-config \
+        ca-certificates curl postgresql-server-dev-15 \
+ && rm -rf /var/lib/apt/lists/*
+RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain "$RUST_VERSION"
+ENV PATH=/root/.cargo/bin:$PATH
+RUN cargo install cargo-pgrx --version "$PGRX_VERSION" --locked \
+ && cargo pgrx init --pg15 /usr/lib/postgresql/15/bin/pg_config
+WORKDIR /src
+COPY . .
+RUN cargo pgrx package --pg-config /usr/lib/postgresql/15/bin/pg_config --no-default-features --features pg15
+
+# Runtime: the official image plus the installed files only.
+FROM postgres:15-bookworm
+COPY --from=build /src/target/release/pg_tenancy-pg15/usr/share/postgresql/15/extension/ /usr/share/postgresql/15/extension/
+COPY --from=build /src/target/release/pg_tenancy-pg15/usr/lib/postgresql/15/lib/ /usr/lib/postgresql/15/lib/
+CMD ["postgres", "-c", "shared_preload_libraries=pg_tenancy"]
