@@ -116,9 +116,6 @@ SELECT role, string_agg(permission, ' ' ORDER BY permission) AS grants
   FROM tenancy.role_permissions
  GROUP BY role
  ORDER BY (SELECT rank FROM tenancy.roles r WHERE r.name = role) DESC;
-SELECT count(*) AS tenants FROM tenancy.tenants;
-SELECT count(*) AS users FROM tenancy.users;
-SELECT count(*) AS isolated FROM tenancy.isolation_registry;
 
 -- Tables whose rows pg_dump keeps, and which rows.
 SELECT cfg::regclass AS "table", cond AS condition
