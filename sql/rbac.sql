@@ -5,18 +5,16 @@
 -- the tenant context (tenancy.require_permission, tenancy.has_role), never against the
 -- database role, which is the definer's inside these functions.
 
-CREATE FUNCTION @extschema@.create_user(email text, id uuid DEFAULT NULL)
-RETURNS uuid
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- An email, trimmed, or 22023. Emails are compared case-insensitively for uniqueness.
+CREATE FUNCTION @extschema@.check_email(email text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-#variable_conflict use_column
 DECLARE
-    v_email    text := pg_catalog.btrim(create_user.email);
-    v_existing uuid;
-    v_id       uuid;
+    v_email text := pg_catalog.btrim(email);
 BEGIN
-    IF create_user.email IS NULL THEN
+    IF email IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: email must not be null',
             HINT = 'pass the user''s email address';
     END IF;
@@ -26,6 +24,21 @@ BEGIN
             MESSAGE = pg_catalog.format('tenancy: invalid email %s', pg_catalog.quote_literal(pg_catalog.left(v_email, 64))),
             HINT = 'an email is local@domain.tld, at most 254 characters, without spaces';
     END IF;
+    RETURN v_email;
+END
+$fn$;
+
+CREATE FUNCTION @extschema@.create_user(email text, id uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_email    text := @extschema@.check_email(create_user.email);
+    v_existing uuid;
+    v_id       uuid;
+BEGIN
 
     SELECT u.id INTO v_existing
       FROM @extschema@.users u

@@ -44,8 +44,12 @@ impl Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Context {
     pub tenant: Uuid,
+    /// The acting user (`current_user_id()`); `None` for API tokens and tenant-only contexts.
     pub user: Option<Uuid>,
+    /// The API token that authenticated, if any.
     pub token: Option<Uuid>,
+    /// The user whose membership bounds the permissions: the acting user, or a token's creator.
+    pub actor: Option<Uuid>,
     pub source: Source,
     /// Scopes that narrow the actor's permissions (tokens, JWTs with `scope`); `None` means
     /// the actor's permissions are not narrowed.
@@ -53,7 +57,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// `t=<uuid>;u=<uuid>;k=<uuid>;s=<source>;p=<scope> <scope>` (u, k and p optional).
+    /// `t=<uuid>;u=<uuid>;k=<uuid>;a=<uuid>;s=<source>;p=<scope> <scope>` (u, k, a, p optional).
     pub fn encode(&self) -> String {
         let mut out = format!("t={}", self.tenant);
         if let Some(u) = self.user {
@@ -61,6 +65,9 @@ impl Context {
         }
         if let Some(k) = self.token {
             out.push_str(&format!(";k={k}"));
+        }
+        if let Some(a) = self.actor {
+            out.push_str(&format!(";a={a}"));
         }
         out.push_str(";s=");
         out.push_str(self.source.as_str());
@@ -73,14 +80,15 @@ impl Context {
 
     /// The inverse of `encode`; anything malformed decodes to no context (fail closed).
     pub fn decode(raw: &str) -> Option<Context> {
-        let (mut tenant, mut user, mut token, mut source, mut scopes) =
-            (None, None, None, None, None);
+        let (mut tenant, mut user, mut token, mut actor) = (None, None, None, None);
+        let (mut source, mut scopes) = (None, None);
         for field in raw.split(';') {
             let (key, value) = field.split_once('=')?;
             match key {
                 "t" if tenant.is_none() => tenant = Some(Uuid::try_parse(value).ok()?),
                 "u" if user.is_none() => user = Some(Uuid::try_parse(value).ok()?),
                 "k" if token.is_none() => token = Some(Uuid::try_parse(value).ok()?),
+                "a" if actor.is_none() => actor = Some(Uuid::try_parse(value).ok()?),
                 "s" if source.is_none() => source = Some(Source::parse(value)?),
                 "p" if scopes.is_none() => {
                     scopes = Some(
@@ -98,6 +106,7 @@ impl Context {
             tenant: tenant?,
             user,
             token,
+            actor,
             source: source?,
             scopes,
         })
@@ -214,6 +223,7 @@ fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid
         tenant,
         user,
         token: None,
+        actor: user,
         source: Source::SetTenant,
         scopes: None,
     };
@@ -290,6 +300,13 @@ fn current_user_id() -> Option<pgrx::Uuid> {
     current().and_then(|c| c.user).map(to_pg)
 }
 
+/// The user whose membership bounds the context's permissions (the acting user, or an API
+/// token's creator). Internal: recorded as `invited_by` / `created_by` by the SQL functions.
+#[pg_extern(stable, parallel_restricted)]
+fn actor_id() -> Option<pgrx::Uuid> {
+    current().and_then(|c| c.actor).map(to_pg)
+}
+
 /// The whole context as JSON, for debugging and logging; `{}` when there is none.
 #[pg_extern(stable, parallel_restricted)]
 fn context() -> JsonB {
@@ -316,6 +333,7 @@ mod tests {
             tenant: Uuid::from_u128(1),
             user: Some(Uuid::from_u128(2)),
             token: None,
+            actor: Some(Uuid::from_u128(2)),
             source: Source::SetTenant,
             scopes: None,
         }
@@ -326,6 +344,7 @@ mod tests {
         let mut c = sample();
         assert_eq!(Context::decode(&c.encode()), Some(c.clone()));
         c.token = Some(Uuid::from_u128(3));
+        c.actor = Some(Uuid::from_u128(4));
         c.user = None;
         c.source = Source::ApiToken;
         c.scopes = Some(vec!["orders:read".into(), "inventory:write".into()]);

@@ -189,7 +189,7 @@ pub fn tenant_is_active(tenant: Uuid) -> bool {
 /// The actor of the current context (cached for the statement); `None` without an actor.
 pub fn actor() -> Option<Rc<Actor>> {
     let ctx = context::current()?;
-    let user = ctx.user?;
+    let user = ctx.actor?;
     Cache::with(|cache| {
         cache
             .actor
