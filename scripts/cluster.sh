@@ -42,7 +42,9 @@ CONF
     if as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
         as_postgres "$PG_BIN/pg_ctl" -D "$dir" -w -m fast stop >/dev/null
     fi
-    as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+    # The server runs without Rust backtrace variables: errors then read exactly as PostgreSQL's.
+    as_postgres env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
+        "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
     ;;
 stop)
     if [ -s "$dir/PG_VERSION" ] && as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then

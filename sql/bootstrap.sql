@@ -96,7 +96,7 @@ CREATE TABLE @extschema@.isolation_registry (
     tenant_column    name        NOT NULL,
     read_permission  text,
     write_permission text,
-    policy_qual      text        NOT NULL,
+    policies         jsonb       NOT NULL,
     created_index    text,
     prior_rls        boolean     NOT NULL,
     prior_force      boolean     NOT NULL,

@@ -13,6 +13,23 @@ LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$ SELECT pg_catalog.pg_get_expr(expr, relid) $fn$;
 
+-- Each of isolate()'s policies on a table, by name: kind, command, roles and expressions.
+-- Stored at isolate() time and compared by isolated_tables to detect altered policies.
+CREATE FUNCTION @extschema@.policy_signature(tbl regclass)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT COALESCE(pg_catalog.jsonb_object_agg(p.polname, pg_catalog.jsonb_build_array(
+           p.polpermissive, p.polcmd, p.polroles::oid[],
+           pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+           pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid))), '{}')
+  FROM pg_catalog.pg_policy p
+ WHERE p.polrelid = tbl
+   AND p.polname IN ('tenancy_isolation', 'tenancy_read', 'tenancy_write_insert',
+                     'tenancy_write_update', 'tenancy_write_delete')
+$fn$;
+
 -- The policies isolate() owns on a table, by name.
 CREATE FUNCTION @extschema@.isolation_policy_names()
 RETURNS name[]
@@ -42,11 +59,12 @@ DECLARE
     v_notnull  boolean;
     v_perm     text;
     v_policy   name;
-    v_qual     text;
+    v_qual     jsonb;
     v_index    regclass;
     v_seq      regclass;
     v_prior    @extschema@.isolation_registry%ROWTYPE;
-    v_expr     text := pg_catalog.format('%I = (SELECT @extschema@.current_tenant())', tenant_column);
+    v_expr     text;
+    v_grantee  text;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: table must not be null',
@@ -123,6 +141,7 @@ BEGIN
         EXECUTE pg_catalog.format('DROP POLICY %I ON %s', v_policy, tbl);
     END LOOP;
 
+    v_expr := pg_catalog.format('%I = (SELECT @extschema@.current_tenant())', tenant_column);
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     EXECUTE pg_catalog.format(
         'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
@@ -138,7 +157,7 @@ BEGIN
             'WITH CHECK ((SELECT @extschema@.has_permission(%L)))', tbl, write_permission);
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_write_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC '
-            'USING ((SELECT @extschema@.has_permission(%1$L))) WITH CHECK ((SELECT @extschema@.has_permission(%1$L)))',
+            'USING ((SELECT @extschema@.has_permission(%2$L))) WITH CHECK ((SELECT @extschema@.has_permission(%2$L)))',
             tbl, write_permission);
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_write_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC '
@@ -166,6 +185,17 @@ BEGIN
     -- The application's privileges, and never the ones that bypass or leak past RLS.
     EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenancy_client', tbl);
     EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM PUBLIC, tenancy_client, tenancy_app', tbl);
+    -- Also from every application role that holds them directly (not superusers, not the owner).
+    FOR v_grantee IN
+        SELECT DISTINCT pg_catalog.quote_ident(g.rolname)
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) acl
+          JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
+         WHERE c.oid = tbl AND acl.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER')
+           AND acl.grantee <> c.relowner AND NOT g.rolsuper
+           AND pg_catalog.pg_has_role(g.oid, 'tenancy_client', 'MEMBER')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', tbl, v_grantee);
+    END LOOP;
     FOR v_seq IN
         SELECT d.objid::regclass
           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
@@ -175,18 +205,17 @@ BEGIN
         EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO tenancy_client', v_seq);
     END LOOP;
 
-    SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) INTO v_qual
-      FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenancy_isolation';
+    v_qual := @extschema@.policy_signature(tbl);
 
     INSERT INTO @extschema@.isolation_registry AS r
-           (relid, tenant_column, read_permission, write_permission, policy_qual, created_index,
+           (relid, tenant_column, read_permission, write_permission, policies, created_index,
             prior_rls, prior_force, prior_default, prior_privileges)
     VALUES (tbl, tenant_column, read_permission, write_permission, v_qual, v_prior.created_index,
             v_prior.prior_rls, v_prior.prior_force, v_prior.prior_default, v_prior.prior_privileges)
     ON CONFLICT (relid) DO UPDATE
        SET read_permission = EXCLUDED.read_permission,
            write_permission = EXCLUDED.write_permission,
-           policy_qual = EXCLUDED.policy_qual,
+           policies = EXCLUDED.policies,
            created_index = COALESCE(EXCLUDED.created_index, r.created_index),
            isolated_at = pg_catalog.now();
 END
@@ -260,21 +289,15 @@ SELECT s.relid AS table_name,
            ARRAY(SELECT d FROM pg_catalog.unnest(ARRAY[
                CASE WHEN NOT c.relrowsecurity THEN 'rls_disabled' END,
                CASE WHEN NOT c.relforcerowsecurity THEN 'rls_not_forced' END,
-               CASE WHEN NOT EXISTS (
-                   SELECT FROM pg_catalog.pg_policy p
-                    WHERE p.polrelid = r.relid AND p.polname = 'tenancy_isolation'
-                      AND p.polpermissive AND p.polcmd = '*' AND p.polroles = '{0}'
-                      AND @extschema@.deparse(p.polqual, p.polrelid) = r.policy_qual
-                      AND @extschema@.deparse(p.polwithcheck, p.polrelid) = r.policy_qual)
+               CASE WHEN lv.live -> 'tenancy_isolation' IS DISTINCT FROM r.policies -> 'tenancy_isolation'
                     THEN 'isolation_policy' END,
-               CASE WHEN (r.read_permission IS NOT NULL) <> EXISTS (
-                   SELECT FROM pg_catalog.pg_policy p
-                    WHERE p.polrelid = r.relid AND p.polname = 'tenancy_read' AND NOT p.polpermissive)
+               CASE WHEN lv.live -> 'tenancy_read' IS DISTINCT FROM r.policies -> 'tenancy_read'
                     THEN 'read_policy' END,
-               CASE WHEN (r.write_permission IS NOT NULL) <> (3 = (
-                   SELECT pg_catalog.count(*) FROM pg_catalog.pg_policy p
-                    WHERE p.polrelid = r.relid AND NOT p.polpermissive
-                      AND p.polname IN ('tenancy_write_insert', 'tenancy_write_update', 'tenancy_write_delete')))
+               CASE WHEN (lv.live -> 'tenancy_write_insert', lv.live -> 'tenancy_write_update',
+                          lv.live -> 'tenancy_write_delete')
+                         IS DISTINCT FROM
+                         (r.policies -> 'tenancy_write_insert', r.policies -> 'tenancy_write_update',
+                          r.policies -> 'tenancy_write_delete')
                     THEN 'write_policy' END,
                CASE WHEN NOT EXISTS (
                    SELECT FROM pg_catalog.pg_attribute a
@@ -309,6 +332,7 @@ SELECT s.relid AS table_name,
            ]) AS d WHERE d IS NOT NULL) AS drift
       FROM @extschema@.isolation_registry r
       JOIN pg_catalog.pg_class c ON c.oid = r.relid
+      CROSS JOIN LATERAL (SELECT @extschema@.policy_signature(r.relid) AS live) lv
   ) s;
 
 CREATE FUNCTION @extschema@.auto_isolate(schema_name name, enabled boolean DEFAULT true)

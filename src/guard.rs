@@ -27,33 +27,41 @@ pub fn init() {
     }
 }
 
+// The hook itself is a plain frame (no destructors, no pgrx guard), so that an error raised by
+// the next ExecutorStart goes straight back to PostgreSQL exactly as without pg_tenancy. Only
+// our own check runs inside a pgrx guard.
+unsafe extern "C-unwind" {
+    #[link_name = "standard_ExecutorStart"]
+    fn raw_standard_executor_start(
+        query_desc: *mut pg_sys::QueryDesc,
+        eflags: c_int,
+    ) -> ExecutorStartResult;
+}
+
 #[cfg(not(feature = "pg18"))]
-#[pg_guard]
-unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
-    // SAFETY: PostgreSQL passes a valid query descriptor.
+type ExecutorStartResult = ();
+#[cfg(feature = "pg18")]
+type ExecutorStartResult = bool;
+
+unsafe extern "C-unwind" fn executor_start(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: c_int,
+) -> ExecutorStartResult {
+    // SAFETY: PostgreSQL passes a valid query descriptor; the previous hook and the standard
+    // function have exactly this signature.
     unsafe {
-        check(query_desc, eflags);
+        check_guarded(query_desc, eflags);
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query_desc, eflags),
-            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+            None => raw_standard_executor_start(query_desc, eflags),
         }
     }
 }
 
-#[cfg(feature = "pg18")]
 #[pg_guard]
-unsafe extern "C-unwind" fn executor_start(
-    query_desc: *mut pg_sys::QueryDesc,
-    eflags: c_int,
-) -> bool {
-    // SAFETY: PostgreSQL passes a valid query descriptor.
-    unsafe {
-        check(query_desc, eflags);
-        match PREV_EXECUTOR_START {
-            Some(prev) => prev(query_desc, eflags),
-            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
-        }
-    }
+unsafe extern "C-unwind" fn check_guarded(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
+    // SAFETY: see `check`.
+    unsafe { check(query_desc, eflags) }
 }
 
 /// Raises `28000` when there is no context and the statement reads or writes an isolated

@@ -96,6 +96,12 @@ pub fn allowed(action: &str, permission: Option<&str>) {
 /// Logs a denial decided in SQL (the member-management functions). Not executable by
 /// application roles: only pg_tenancy's own SECURITY DEFINER functions call it.
 #[pgrx::pg_extern(volatile, parallel_restricted)]
-fn log_denial(action: &str, permission: Option<&str>, reason: &str) {
+fn log_denial(action: Option<&str>, permission: Option<&str>, reason: Option<&str>) {
+    let (Some(action), Some(reason)) = (action, reason) else {
+        crate::error::bad_argument(
+            "tenancy: action and reason must not be null",
+            "log_denial(action, permission, reason) records why a request was denied",
+        );
+    };
     denial(action, permission, reason);
 }
