@@ -9,11 +9,20 @@ ALTER TABLE @extschema@.users ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.memberships ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.isolation_registry ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.auto_isolate_schemas ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.signing_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.invitations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.api_tokens ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY tenancy_own_tenant ON @extschema@.tenants
     FOR SELECT TO tenancy_client
     USING (id = (SELECT @extschema@.current_tenant()));
 CREATE POLICY tenancy_own_tenant ON @extschema@.memberships
+    FOR SELECT TO tenancy_client
+    USING (tenant_id = (SELECT @extschema@.current_tenant()));
+CREATE POLICY tenancy_own_tenant ON @extschema@.invitations
+    FOR SELECT TO tenancy_client
+    USING (tenant_id = (SELECT @extschema@.current_tenant()));
+CREATE POLICY tenancy_own_tenant ON @extschema@.api_tokens
     FOR SELECT TO tenancy_client
     USING (tenant_id = (SELECT @extschema@.current_tenant()));
 
@@ -25,6 +34,14 @@ GRANT SELECT ON @extschema@.tenants, @extschema@.memberships,
                 @extschema@.roles, @extschema@.permissions, @extschema@.role_permissions,
                 @extschema@.members
    TO tenancy_client;
+
+-- Every column but the token hash.
+GRANT SELECT (id, tenant_id, email, role, invited_by, issued_at, expires_at, accepted_at,
+              accepted_by, revoked_at, created_at)
+   ON @extschema@.invitations TO tenancy_client;
+GRANT SELECT (id, tenant_id, name, scopes, created_by, created_at, expires_at, last_used_at,
+              revoked_at)
+   ON @extschema@.api_tokens TO tenancy_client;
 
 -- Read accessors and checks: harmless for anyone (isolation policies call them as the querying
 -- role, whoever it is).
@@ -39,10 +56,21 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.require_role(text)
    TO PUBLIC;
 
+-- Credentials: what a client presents.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.authenticate(text),
+    @extschema@.accept_invitation(text, uuid)
+   TO tenancy_client;
+
 -- Checked against the tenant context inside.
 GRANT EXECUTE ON FUNCTION
     @extschema@.set_member_role(uuid, text),
-    @extschema@.remove_member(uuid)
+    @extschema@.remove_member(uuid),
+    @extschema@.invite(text, text, interval),
+    @extschema@.resend_invitation(uuid),
+    @extschema@.revoke_invitation(uuid),
+    @extschema@.create_api_token(text, text[], timestamptz),
+    @extschema@.revoke_api_token(uuid)
    TO tenancy_client;
 
 -- Trusted backends only: choosing a tenant, creating tenants and users.
@@ -52,5 +80,5 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.create_user(text, uuid)
    TO tenancy_app;
 
--- isolate(), unisolate(), auto_isolate() and the isolated_tables view stay with superusers
--- (and whom they grant them to): see docs/api.md.
+-- isolate(), unisolate(), auto_isolate(), the isolated_tables view, create_signing_key() and
+-- retire_signing_key() stay with superusers (and whom they grant them to): see docs/api.md.

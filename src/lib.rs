@@ -11,6 +11,7 @@ mod log;
 mod privileged;
 mod rbac;
 mod tests;
+mod tokens;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -31,6 +32,25 @@ pgrx::extension_sql_file!(
     "../sql/policy.sql",
     name = "policy",
     requires = [context::current_tenant, rbac::has_permission]
+);
+pgrx::extension_sql_file!(
+    "../sql/tokens_schema.sql",
+    name = "tokens_schema",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/tokens.sql",
+    name = "tokens",
+    requires = [
+        "tokens_schema",
+        "rbac",
+        log::log_denial,
+        context::actor_id,
+        tokens::invite::sign_invitation,
+        tokens::invite::verify_invitation,
+        tokens::invite::invitation_failed,
+        tokens::api_token::new_api_token
+    ]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

@@ -1,0 +1,1 @@
+SELECT i.token_hash FROM tenancy.invitations i WHERE i.id OPERATOR(pg_catalog.=) $1

@@ -1,0 +1,32 @@
+//! HS256 JWTs minted by the application with a secret from `create_signing_key()`.
+//!
+//! Header `alg` exactly `HS256` and a known, active `kid`; claims `tid` (tenant, required),
+//! `sub` (user, optional, must be a member), `exp` (required), `nbf` and `iat` honoured,
+//! `scope` (space-separated) narrows the user's permissions.
+
+use tenancy_tokens::jwt;
+use uuid::Uuid;
+
+use super::{check_standing, keys, now_unix_us};
+use crate::context::{Context, Source};
+
+/// Verifies a JWT and returns the context it opens, or why not.
+pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, &'static str)> {
+    let claims =
+        jwt::verify(token, now_unix_us(), keys::active_secret).map_err(|r| (None, r.as_str()))?;
+    let tenant = Uuid::try_parse(&claims.tid).map_err(|_| (None, "bad_tid"))?;
+    let user = match &claims.sub {
+        Some(sub) => Some(Uuid::try_parse(sub).map_err(|_| (Some(tenant), "bad_sub"))?),
+        None => None,
+    };
+    let ctx = Context {
+        tenant,
+        user,
+        token: None,
+        actor: user,
+        source: Source::Jwt,
+        scopes: claims.scope,
+    };
+    check_standing(&ctx).map_err(|reason| (Some(tenant), reason))?;
+    Ok(ctx)
+}

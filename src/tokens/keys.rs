@@ -1,0 +1,102 @@
+//! Signing keys: HMAC-SHA256 secrets for invitation tokens and HS256 JWTs, by `kid`.
+//!
+//! Several keys may be active at once (rotation); a retired key verifies nothing. Secrets are
+//! readable by superusers only; `create_signing_key()` returns one once, for the application
+//! that mints JWTs.
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::random_bytes;
+use crate::{error, privileged};
+
+const ACTIVE_KEY_SQL: &str = include_str!("../../sql/queries/active_key.sql");
+const NEWEST_KEY_SQL: &str = include_str!("../../sql/queries/newest_key.sql");
+const INSERT_KEY_SQL: &str = include_str!("../../sql/queries/insert_key.sql");
+const RETIRE_KEY_SQL: &str = include_str!("../../sql/queries/retire_key.sql");
+
+/// The secret of an active key, or `None` for an unknown or retired kid.
+pub fn active_secret(kid: &str) -> Option<Vec<u8>> {
+    if kid.is_empty() || kid.len() > 64 {
+        return None;
+    }
+    privileged::as_superuser(|| {
+        Spi::connect(|client| {
+            let rows = client.select(ACTIVE_KEY_SQL, Some(1), &[kid.into()]).ok()?;
+            rows.into_iter()
+                .next()
+                .and_then(|row| row.get::<Vec<u8>>(1).ok().flatten())
+        })
+    })
+}
+
+fn insert_key(client: &mut SpiClient<'_>) -> (String, Vec<u8>) {
+    let kid = tenancy_tokens::b64url_encode(&random_bytes::<9>());
+    let secret = random_bytes::<32>().to_vec();
+    client
+        .update(
+            INSERT_KEY_SQL,
+            None,
+            &[kid.clone().into(), secret.clone().into()],
+        )
+        .expect("a new signing key inserts");
+    (kid, secret)
+}
+
+/// The newest active key, created when there is none (so invitations work out of the box).
+pub fn signing_key() -> (String, Vec<u8>) {
+    privileged::as_superuser(|| {
+        Spi::connect_mut(|client| {
+            let newest = client
+                .select(NEWEST_KEY_SQL, Some(1), &[])
+                .expect("the newest key query runs")
+                .next()
+                .map(|row| {
+                    (
+                        row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                        row.get::<Vec<u8>>(2).ok().flatten().unwrap_or_default(),
+                    )
+                });
+            match newest {
+                Some(key) if !key.0.is_empty() && key.1.len() >= 32 => key,
+                _ => insert_key(client),
+            }
+        })
+    })
+}
+
+/// Creates a new active signing key and returns its kid and base64url secret, once.
+/// Superusers only (no EXECUTE is granted).
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_signing_key() -> TableIterator<'static, (name!(kid, String), name!(secret, String))> {
+    let (kid, secret) = privileged::as_superuser(|| Spi::connect_mut(insert_key));
+    TableIterator::once((kid, tenancy_tokens::b64url_encode(&secret)))
+}
+
+/// Retires a key: tokens and invitations signed with it stop verifying. Superusers only.
+#[pg_extern(volatile, parallel_unsafe)]
+fn retire_signing_key(kid: Option<&str>) {
+    let Some(kid) = kid else {
+        error::bad_argument(
+            "tenancy: kid must not be null",
+            "pass the kid create_signing_key() returned",
+        );
+    };
+    let retired = privileged::as_superuser(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(RETIRE_KEY_SQL, None, &[kid.into()])
+                .map(|t| t.len())
+                .unwrap_or(0)
+        })
+    });
+    if retired == 0 {
+        error::bad_argument(
+            format!(
+                "tenancy: unknown or already retired signing key {}",
+                error::echo(kid)
+            ),
+            "SELECT kid, created_at, retired_at FROM tenancy.signing_keys lists the keys",
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Tokens verified inside the database: signing keys, invitations, API tokens and HS256 JWTs.
+//!
+//! The formats live in the `tenancy_tokens` crate (pure Rust, fuzzed); this module stores and
+//! looks them up. Every failure a caller can see is one `28000` with one message per action;
+//! the reason goes to the server log only.
+
+pub mod api_token;
+pub mod invite;
+pub mod jwt;
+pub mod keys;
+
+use pgrx::prelude::*;
+use uuid::Uuid;
+
+use crate::context::{self, Context};
+use crate::{error, log, privileged, rbac};
+
+/// Message and hint of every failed `authenticate()`.
+const AUTH_FAILED: &str = "tenancy: authentication failed";
+const AUTH_HINT: &str = "the token is unknown, malformed, expired or revoked; obtain a new one";
+
+/// Microseconds since the Unix epoch, from the wall clock (`clock_timestamp()`).
+pub fn now_unix_us() -> i64 {
+    // SAFETY: plain read of the clock.
+    let pg_us = unsafe { pg_sys::GetCurrentTimestamp() };
+    // PostgreSQL counts from 2000-01-01; the Unix epoch is 946,684,800 seconds earlier.
+    pg_us.saturating_add(946_684_800_000_000)
+}
+
+/// Fills a buffer from PostgreSQL's strong random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // SAFETY: the buffer is valid for N bytes.
+    let ok = unsafe { pg_sys::pg_strong_random(buf.as_mut_ptr().cast(), N) };
+    if !ok {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "tenancy: could not generate random bytes",
+            "check the server's random source",
+        );
+    }
+    buf
+}
+
+/// The token as text, or `None` when it is absent, too long or not UTF-8. The length is
+/// checked before anything else is done with the bytes.
+pub fn token_text(raw: Option<&[u8]>) -> Result<&str, &'static str> {
+    let raw = raw.ok_or("null")?;
+    if raw.is_empty() {
+        return Err("empty");
+    }
+    if raw.len() > tenancy_tokens::MAX_TOKEN_LEN {
+        return Err("too_long");
+    }
+    std::str::from_utf8(raw).map_err(|_| "not_utf8")
+}
+
+/// Logs why `authenticate()` failed and raises the one generic error.
+fn auth_failed(tenant: Option<Uuid>, token: Option<Uuid>, reason: &str) -> ! {
+    log::decision_always(tenant, None, token, "authenticate", None, false, reason);
+    error::unauthenticated(AUTH_FAILED, AUTH_HINT)
+}
+
+/// Accepts an API token (`tnc_…`) or an HS256 JWT and sets the context of the transaction.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION @extschema@.authenticate(token text) RETURNS void \
+           LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'authenticate_wrapper';"
+)]
+fn authenticate(token: Option<&[u8]>) {
+    context::warn_if_bypassing_rls();
+    let token = token_text(token).unwrap_or_else(|reason| auth_failed(None, None, reason));
+    let ctx = if token.starts_with(tenancy_tokens::api_token::PREFIX) {
+        api_token::verify(token)
+            .unwrap_or_else(|(tenant, id, reason)| auth_failed(tenant, id, reason))
+    } else {
+        jwt::verify(token).unwrap_or_else(|(tenant, reason)| auth_failed(tenant, None, reason))
+    };
+    context::enter(&ctx);
+}
+
+/// Checks shared by both kinds of token once the credential itself verified: the tenant is
+/// active and the user whose permissions bound the context is a member (or a platform admin).
+fn check_standing(ctx: &Context) -> Result<(), &'static str> {
+    if !rbac::tenant_is_active(ctx.tenant) {
+        return Err("tenant_unknown_or_suspended");
+    }
+    if let Some(actor) = ctx.actor {
+        let standing = rbac::lookup_actor(ctx.tenant, actor);
+        if standing.role.is_none() {
+            if !standing.platform_admin {
+                return Err("not_a_member");
+            }
+            log::decision_always(
+                Some(ctx.tenant),
+                Some(actor),
+                ctx.token,
+                "authenticate",
+                None,
+                true,
+                "platform_admin",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a write as the bootstrap superuser, unless the transaction cannot write (a read-only
+/// transaction or a standby), in which case it is skipped.
+pub fn write_if_possible(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
+    // SAFETY: plain reads of transaction state.
+    let read_only = unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() };
+    if read_only {
+        return;
+    }
+    privileged::as_superuser(|| {
+        Spi::connect_mut(|client| {
+            client.update(sql, None, args).expect("a fixed update runs");
+        })
+    });
+}
