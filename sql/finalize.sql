@@ -46,6 +46,7 @@ GRANT SELECT (id, tenant_id, name, scopes, created_by, created_at, expires_at, l
 -- Read accessors and checks: harmless for anyone (isolation policies call them as the querying
 -- role, whoever it is).
 GRANT EXECUTE ON FUNCTION
+    @extschema@.member_rows(),
     @extschema@.current_tenant(),
     @extschema@.current_user_id(),
     @extschema@.context(),

@@ -196,11 +196,14 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', tbl, v_grantee);
     END LOOP;
+    -- serial columns need USAGE for their DEFAULT nextval(); identity columns do not (and
+    -- nextval() in an application's hands only exhausts the sequence and counts other tenants'
+    -- inserts).
     FOR v_seq IN
         SELECT d.objid::regclass
           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
          WHERE d.refobjid = tbl AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-           AND d.deptype IN ('a', 'i') AND s.relkind = 'S'
+           AND d.deptype = 'a' AND s.relkind = 'S'
     LOOP
         EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO tenancy_client', v_seq);
     END LOOP;

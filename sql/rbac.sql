@@ -57,15 +57,16 @@ BEGIN
          WHERE pg_catalog.lower(u.email) = pg_catalog.lower(v_email);
         IF NOT FOUND THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
-                MESSAGE = pg_catalog.format('tenancy: user id %s is taken by another email', create_user.id),
+                MESSAGE = pg_catalog.format('tenancy: user id %s cannot be used for %s', create_user.id,
+                                            pg_catalog.quote_literal(v_email)),
                 HINT = 'omit the id to let tenancy.create_user() choose one';
         END IF;
     END IF;
     IF create_user.id IS NOT NULL AND create_user.id <> v_existing THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: email %s already belongs to user %s, not %s',
-                                        pg_catalog.quote_literal(v_email), v_existing, create_user.id),
-            HINT = 'omit the id to get the existing user';
+            MESSAGE = pg_catalog.format('tenancy: user id %s cannot be used for %s', create_user.id,
+                                        pg_catalog.quote_literal(v_email)),
+            HINT = 'omit the id to let tenancy.create_user() choose one';
     END IF;
     RETURN v_existing;
 END
@@ -230,13 +231,22 @@ END
 $fn$;
 
 -- The current tenant's members with their emails. Application roles cannot read
--- tenancy.users, so the view runs with its owner's rights and filters explicitly: without a
--- context it raises 28000 (current_tenant() is evaluated first, once, in the gate); an actor
--- without members:read sees no rows.
-CREATE VIEW @extschema@.members WITH (security_barrier) AS
+-- tenancy.users, so the rows come from a SECURITY DEFINER function that filters by the context:
+-- a function is never inlined, so no condition of the caller's query (and no EXPLAIN ANALYZE
+-- row count) ever reaches the scan of users. Without a context it raises 28000 (current_tenant()
+-- is evaluated first); an actor without members:read gets no rows.
+CREATE FUNCTION @extschema@.member_rows()
+RETURNS TABLE (user_id uuid, email text, role text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
 SELECT m.user_id, u.email, m.role
   FROM @extschema@.memberships m
   JOIN @extschema@.users u ON u.id = m.user_id
  WHERE (SELECT @extschema@.current_tenant() IS NOT NULL
            AND @extschema@.has_permission('members:read'))
-   AND m.tenant_id = (SELECT @extschema@.current_tenant());
+   AND m.tenant_id = (SELECT @extschema@.current_tenant())
+$fn$;
+
+CREATE VIEW @extschema@.members AS
+SELECT r.user_id, r.email, r.role FROM @extschema@.member_rows() AS r;

@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use uuid::Uuid;
 
-use crate::{error, gucs, log, privileged, rbac};
+use crate::{error, gucs, log, privileged, rbac, statement};
 
 /// How the context was entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +114,8 @@ impl Context {
 }
 
 thread_local! {
+    /// The top-level statement that last read the context (see `statement.rs`).
+    static READ_IN: Cell<u64> = const { Cell::new(0) };
     static CURRENT: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
     static TENANT: Cell<Option<[u8; 16]>> = const { Cell::new(None) };
     /// Bumped on every change, so caches keyed on the actor can tell contexts apart.
@@ -142,6 +144,30 @@ pub fn current() -> Option<Rc<Context>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// The current context, read on behalf of a statement: the statement may then no longer change
+/// the context (so that no statement ever sees two tenants).
+pub fn read() -> Option<Rc<Context>> {
+    READ_IN.with(|r| r.set(statement::current()));
+    current()
+}
+
+/// Raises `42501` unless the context may change now: the running statement has not read it,
+/// and no open cursor may still return rows read under it.
+fn check_change_allowed() {
+    if READ_IN.with(|r| r.get()) == statement::current() {
+        error::forbidden(
+            "tenancy: the context cannot change within a statement that has already used it",
+            "change the context with set_tenant(), authenticate() or clear_context() in a statement of its own",
+        );
+    }
+    if privileged::open_cursors() > 0 {
+        error::forbidden(
+            "tenancy: the context cannot change while cursors are open",
+            "close the transaction's cursors (CLOSE ALL) before changing the context",
+        );
+    }
+}
+
 /// A number that changes whenever the context changes.
 pub fn generation() -> u64 {
     GENERATION.with(|g| g.get())
@@ -150,6 +176,13 @@ pub fn generation() -> u64 {
 /// Enters `ctx` for the rest of the transaction, enforcing one tenant per transaction.
 /// Returns false when the very same context is already set (a no-op).
 pub fn enter(ctx: &Context) -> bool {
+    let encoded = ctx.encode();
+    if Context::decode(&encoded).as_ref() != Some(ctx) {
+        error::unauthenticated(
+            "tenancy: the context cannot be represented",
+            "scopes must be permission names such as 'orders:read'",
+        );
+    }
     if let Some(existing) = current() {
         if *existing == *ctx {
             return false;
@@ -169,7 +202,7 @@ pub fn enter(ctx: &Context) -> bool {
             "tenancy: no transaction block is open, so the context lasts for this statement only"
         );
     }
-    gucs::write_context(&ctx.encode());
+    gucs::write_context(&encoded);
     true
 }
 
@@ -281,6 +314,7 @@ fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid
 #[pg_extern(volatile, parallel_unsafe)]
 fn clear_context() {
     if current().is_some() {
+        check_change_allowed();
         gucs::write_context("");
     }
 }
@@ -288,6 +322,7 @@ fn clear_context() {
 /// The context's tenant; `28000` when there is none.
 #[pg_extern(stable, parallel_safe)]
 fn current_tenant() -> pgrx::Uuid {
+    READ_IN.with(|r| r.set(statement::current()));
     match TENANT.with(|t| t.get()) {
         Some(bytes) => pgrx::Uuid::from_bytes(bytes),
         None => error::no_tenant_context(),

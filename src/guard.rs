@@ -92,7 +92,7 @@ unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
 }
 
 /// Whether the relation has row-level security on and the isolation policy of `isolate()`.
-unsafe fn is_isolated(relid: pg_sys::Oid) -> bool {
+pub unsafe fn is_isolated(relid: pg_sys::Oid) -> bool {
     // SAFETY: the relation is locked by the statement being started; we only read its
     // relation-cache entry and close it again.
     unsafe {

@@ -9,6 +9,8 @@
 //! * `tenancy.request_label` is free text anyone may set (an HTTP route, a job name); it is
 //!   copied into every logged decision.
 //! * `tenancy.log_allowed` (superuser only) also logs allowed decisions, not just denials.
+//! * `tenancy.allow_explain_analyze` (superuser only) lets application roles run EXPLAIN
+//!   ANALYZE, which is refused by default (see `utility.rs`).
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -25,6 +27,7 @@ static mut CONTEXT_VALUE: *mut c_char = std::ptr::null_mut();
 
 static REQUEST_LABEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static LOG_ALLOWED: GucSetting<bool> = GucSetting::<bool>::new(false);
+static ALLOW_EXPLAIN_ANALYZE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 thread_local! {
     /// True only while pg_tenancy itself writes `tenancy.context`.
@@ -70,6 +73,16 @@ pub fn init() {
         GucFlags::default(),
     );
 
+    GucRegistry::define_bool_guc(
+        c"tenancy.allow_explain_analyze",
+        c"Let application roles run EXPLAIN ANALYZE.",
+        c"Off by default: EXPLAIN ANALYZE reports rows that row-level security filtered out, \
+          an oracle on other tenants' data. Superuser only.",
+        &ALLOW_EXPLAIN_ANALYZE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+
     // Any other `tenancy.*` name is an error from now on, and placeholders planted before the
     // library loaded are removed.
     // SAFETY: plain C call with a static string.
@@ -86,6 +99,11 @@ pub fn request_label() -> Option<String> {
     REQUEST_LABEL
         .get()
         .map(|c| c.to_string_lossy().into_owned())
+}
+
+/// Whether application roles may run EXPLAIN ANALYZE.
+pub fn allow_explain_analyze() -> bool {
+    ALLOW_EXPLAIN_ANALYZE.get()
 }
 
 /// Whether allowed decisions are logged too.

@@ -10,8 +10,10 @@ mod gucs;
 mod log;
 mod privileged;
 mod rbac;
+mod statement;
 mod tests;
 mod tokens;
+mod utility;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -60,6 +62,8 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     guard::init();
+    statement::init();
+    utility::init();
 }
 
 #[cfg(test)]

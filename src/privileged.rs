@@ -52,8 +52,35 @@ pub fn role_name(role: pg_sys::Oid) -> String {
     }
 }
 
-/// The name of the current user (the role whose privileges apply right now).
+/// The name of the role the client is acting as: the session's role (after SET ROLE), not the
+/// owner of a SECURITY DEFINER function that happens to be running.
 pub fn current_role_name() -> String {
-    // SAFETY: plain read of the current user id.
-    role_name(unsafe { pg_sys::GetUserId() })
+    // SAFETY: plain read of the outer user id.
+    role_name(unsafe { pg_sys::GetOuterUserId() })
+}
+
+/// How many named cursors (DECLAREd, kept WITH HOLD, or named protocol portals) other than the
+/// running one are open in this session.
+pub fn open_cursors() -> i64 {
+    // SAFETY: ActivePortal is NULL or a valid portal with a NUL-terminated name.
+    let active = unsafe {
+        let portal = pg_sys::ActivePortal;
+        if portal.is_null() || (*portal).name.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr((*portal).name)
+                .to_string_lossy()
+                .into_owned()
+        }
+    };
+    as_superuser(|| {
+        pgrx::Spi::get_one_with_args::<i64>(
+            "SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors c \
+              WHERE c.name OPERATOR(pg_catalog.<>) '' AND c.name OPERATOR(pg_catalog.<>) $1",
+            &[active.as_str().into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    })
 }

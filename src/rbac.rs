@@ -1,9 +1,9 @@
 //! Role-based access checks for the context's actor in the context's tenant.
 //!
 //! Every answer is read from the membership tables. Within one statement the answers are
-//! cached (keyed on the transaction, the statement start, the command id and the context), so a
-//! policy that calls `has_permission()` costs one look-up per statement, and a role change is
-//! seen by the next statement: no cache outlives it.
+//! cached (keyed on the transaction, the top-level statement, the command id and the context),
+//! so a policy that calls `has_permission()` costs one look-up per statement, and a role change
+//! is seen by the next statement: no cache outlives it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use pgrx::PgOid;
 use uuid::Uuid;
 
 use crate::context::{self, Context};
-use crate::{error, log, privileged};
+use crate::{error, log, privileged, statement};
 
 /// The actor of the context, as the membership tables describe it right now.
 #[derive(Debug, Default)]
@@ -59,7 +59,7 @@ fn allowed(ctx: &Context, actor: &Actor, permission: &str) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct StatementKey {
     lxid: u32,
-    statement_start: i64,
+    statement: u64,
     command_id: u32,
     generation: u64,
 }
@@ -79,7 +79,7 @@ impl StatementKey {
             let lxid = (*pg_sys::MyProc).vxid.lxid;
             StatementKey {
                 lxid,
-                statement_start: pg_sys::GetCurrentStatementStartTimestamp(),
+                statement: statement::current(),
                 command_id: pg_sys::GetCurrentCommandId(false),
                 generation: context::generation(),
             }
@@ -263,7 +263,7 @@ fn role_rank(role: Option<&str>) -> (String, i32) {
 }
 
 fn permission_decision(permission: &str) -> Option<bool> {
-    let ctx = context::current()?;
+    let ctx = context::read()?;
     let granted = match actor() {
         Some(actor) => allowed(&ctx, &actor, permission),
         None => false,
@@ -271,8 +271,13 @@ fn permission_decision(permission: &str) -> Option<bool> {
     Some(granted)
 }
 
+/// A role check. A context narrowed by scopes (an API token, a JWT with `scope`) carries
+/// permissions, not a role: it passes no role check.
 fn role_decision(min_rank: i32) -> Option<bool> {
-    context::current()?;
+    let ctx = context::read()?;
+    if ctx.scopes.is_some() {
+        return Some(false);
+    }
     let granted = match actor() {
         Some(actor) => actor.platform_admin || actor.rank.is_some_and(|r| r >= min_rank),
         None => false,

@@ -722,6 +722,13 @@ fn big_shop(label: &str) -> (TestDb, String, Tenants) {
     let mut db = TestDb::new(label);
     let app = db.login_role("app", "tenancy_app");
     let mut admin = db.admin();
+    // These tests read plans with EXPLAIN ANALYZE, which application roles may not run unless a
+    // superuser allows it (see explain_analyze_is_refused_to_app_roles).
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {app} SET tenancy.allow_explain_analyze = on"
+        ))
+        .unwrap();
     let t = two_tenants(&mut admin);
     admin
         .batch_execute(
@@ -827,6 +834,13 @@ fn plan_nodes(node: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
 #[test]
 fn explain_shows_index_scan_and_current_tenant_evaluated_once_as_initplan() {
     let (db, app, t) = big_shop("explain");
+    // EXPLAIN ANALYZE is refused to application roles (see the next test); a superuser lets this
+    // role run it, for diagnosis.
+    db.admin()
+        .batch_execute(&format!(
+            "ALTER ROLE {app} SET tenancy.allow_explain_analyze = on"
+        ))
+        .unwrap();
     let mut c = db.connect(&app);
     let mut tx = begin_as(&mut c, t.a, None);
     tx.batch_execute(
@@ -1334,4 +1348,115 @@ fn partitioned_table_is_isolated_through_its_parent() {
         .unwrap()
         .get(0);
     assert_eq!(n, 33, "nothing changed");
+}
+
+/// EXPLAIN ANALYZE reports "Rows Removed by Filter", which counts other tenants' rows matching
+/// any condition: an oracle on their data. It is refused to application roles; plain EXPLAIN
+/// is not.
+#[test]
+fn explain_analyze_is_refused_to_app_roles() {
+    let s = shop("explainanalyze");
+    let mut c = s.db.connect(&s.app);
+    let mut tx = begin_as(&mut c, s.t.a, None);
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.query(
+            "EXPLAIN (ANALYZE) SELECT * FROM public.orders WHERE note = 'b-1'",
+            &[],
+        ),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.query("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM tenancy.members WHERE email = 'owner-b@example.com'", &[]),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    assert!(!tx
+        .query(
+            "EXPLAIN SELECT * FROM public.orders WHERE note = 'b-1'",
+            &[]
+        )
+        .unwrap()
+        .is_empty());
+    // Nor do WITH HOLD cursors (their rows outlive the context) or table locks (they block
+    // every tenant).
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT * FROM public.orders"),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.batch_execute("LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE"),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    tx.rollback().unwrap();
+}
+
+/// A statement that has read the context cannot switch it midway, so no statement ever sees
+/// two tenants; nor can the context change under an open cursor.
+#[test]
+fn a_statement_cannot_switch_tenants_midway() {
+    let s = shop("midway");
+    let mut admin = s.db.admin();
+    admin
+        .batch_execute(&format!(
+            "CREATE FUNCTION public.switch_to(t uuid) RETURNS text LANGUAGE plpgsql AS
+               $f$BEGIN PERFORM tenancy.clear_context(); PERFORM tenancy.set_tenant(t); RETURN ''; END$f$;
+             GRANT EXECUTE ON FUNCTION public.switch_to(uuid) TO {}",
+            s.app
+        ))
+        .unwrap();
+    let mut c = s.db.connect(&s.app);
+    let mut tx = begin_as(&mut c, s.t.a, None);
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.query(
+            "UPDATE public.orders SET tenant_id = $1, note = note || public.switch_to($1)
+              WHERE note = 'a-1' RETURNING id",
+            &[&s.t.b],
+        ),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.query(
+            "SELECT (SELECT count(*) FROM public.orders), tenancy.clear_context(),
+                    tenancy.set_tenant($1), (SELECT count(*) FROM public.orders)",
+            &[&s.t.b],
+        ),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    // Under an open cursor.
+    tx.batch_execute("DECLARE c CURSOR FOR SELECT note FROM public.orders ORDER BY note")
+        .unwrap();
+    tx.query("FETCH 1 FROM c", &[]).unwrap();
+    let mut sp = tx.transaction().unwrap();
+    assert_sqlstate(
+        sp.execute("SELECT tenancy.clear_context()", &[]),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+    );
+    sp.rollback().unwrap();
+    tx.batch_execute("CLOSE c").unwrap();
+    // In statements of their own, switching works.
+    tx.execute("SELECT tenancy.clear_context()", &[]).unwrap();
+    tx.execute("SELECT tenancy.set_tenant($1)", &[&s.t.b])
+        .unwrap();
+    let notes = notes(&mut tx, "SELECT note FROM public.orders ORDER BY note").unwrap();
+    assert_eq!(notes, vec!["b-1", "b-2"]);
+    tx.rollback().unwrap();
+    // Nothing moved.
+    assert_eq!(
+        all_orders(&mut admin)
+            .iter()
+            .filter(|r| r.1 == s.t.b)
+            .count(),
+        2
+    );
 }

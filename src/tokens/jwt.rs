@@ -19,6 +19,11 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, &'static str)> {
         Some(sub) => Some(Uuid::try_parse(sub).map_err(|_| (Some(tenant), "bad_sub"))?),
         None => None,
     };
+    if let Some(scopes) = &claims.scope {
+        if !scopes.iter().all(|s| is_scope(s)) {
+            return Err((Some(tenant), "bad_scope"));
+        }
+    }
     let ctx = Context {
         tenant,
         user,
@@ -29,4 +34,45 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, &'static str)> {
     };
     check_standing(&ctx).map_err(|reason| (Some(tenant), reason))?;
     Ok(ctx)
+}
+
+/// A scope is a permission name (`resource:action`), `resource:*`, or `*`.
+fn is_scope(scope: &str) -> bool {
+    fn is_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+    if scope == "*" {
+        return true;
+    }
+    match scope.split_once(':') {
+        Some((resource, action)) => is_name(resource) && (action == "*" || is_name(action)),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_scope;
+
+    #[test]
+    fn scopes_are_permission_names() {
+        for ok in ["*", "orders:read", "orders:*", "a1_b:c_2"] {
+            assert!(is_scope(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "orders",
+            "orders:",
+            ":read",
+            "Orders:read",
+            "orders:read;a=x",
+            "a=b",
+            "orders:re ad",
+            "*:read",
+        ] {
+            assert!(!is_scope(bad), "{bad}");
+        }
+    }
 }

@@ -12,21 +12,25 @@ DROP ROLE IF EXISTS regress_rbac_app;
 RESET client_min_messages;
 CREATE ROLE regress_rbac_app LOGIN IN ROLE tenancy_app;
 
--- Test helpers: enter a tenant as a user and answer one check (one context at a time).
-CREATE FUNCTION regress_can(t uuid, u uuid, permission text) RETURNS boolean
+-- Test helpers: enter a tenant as a user and record the answers of checks in regress_grid.
+-- A statement that has used the context cannot switch it (no statement sees two tenants), so
+-- each member's answers are collected by a procedure whose statements run one by one.
+CREATE TABLE regress_grid (who text, item text, ok boolean);
+GRANT ALL ON regress_grid TO PUBLIC;
+CREATE PROCEDURE regress_fill_permissions(who text, t uuid, u uuid, items text[])
 LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM tenancy.clear_context();
     PERFORM tenancy.set_tenant(t, u);
-    RETURN tenancy.has_permission(permission);
+    INSERT INTO regress_grid SELECT who, i, tenancy.has_permission(i) FROM unnest(items) AS i;
 END
 $fn$;
-CREATE FUNCTION regress_ranks(t uuid, u uuid, min_role text) RETURNS boolean
+CREATE PROCEDURE regress_fill_ranks(who text, t uuid, u uuid, items text[])
 LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM tenancy.clear_context();
     PERFORM tenancy.set_tenant(t, u);
-    RETURN tenancy.has_role(min_role);
+    INSERT INTO regress_grid SELECT who, i, tenancy.has_role(i) FROM unnest(items) AS i;
 END
 $fn$;
 
@@ -120,30 +124,46 @@ UPDATE tenancy.users SET platform_admin = true WHERE id = :'padmin';
 SET ROLE regress_rbac_app;
 
 -- has_permission() for each role, over the seeded permissions: the seeded matrix.
+SELECT array_agg(name ORDER BY name) AS seeded_permissions FROM tenancy.permissions WHERE seeded \gset
 BEGIN;
-SELECT p.name AS permission,
-       regress_can(:'shop', :'owner', p.name) AS owner,
-       regress_can(:'shop', :'admin', p.name) AS admin,
-       regress_can(:'shop', :'manager', p.name) AS manager,
-       regress_can(:'shop', :'staff', p.name) AS staff,
-       regress_can(:'shop', :'viewer', p.name) AS viewer,
-       regress_can(:'shop', :'padmin', p.name) AS platform_admin
-  FROM tenancy.permissions p
- WHERE p.seeded
- ORDER BY p.name;
+CALL regress_fill_permissions('owner', :'shop', :'owner', :'seeded_permissions');
+CALL regress_fill_permissions('admin', :'shop', :'admin', :'seeded_permissions');
+CALL regress_fill_permissions('manager', :'shop', :'manager', :'seeded_permissions');
+CALL regress_fill_permissions('staff', :'shop', :'staff', :'seeded_permissions');
+CALL regress_fill_permissions('viewer', :'shop', :'viewer', :'seeded_permissions');
+CALL regress_fill_permissions('padmin', :'shop', :'padmin', :'seeded_permissions');
+SELECT item AS permission,
+       bool_or(ok) FILTER (WHERE who = 'owner') AS owner,
+       bool_or(ok) FILTER (WHERE who = 'admin') AS admin,
+       bool_or(ok) FILTER (WHERE who = 'manager') AS manager,
+       bool_or(ok) FILTER (WHERE who = 'staff') AS staff,
+       bool_or(ok) FILTER (WHERE who = 'viewer') AS viewer,
+       bool_or(ok) FILTER (WHERE who = 'padmin') AS platform_admin
+  FROM regress_grid
+ GROUP BY item
+ ORDER BY item;
 ROLLBACK;
 
 -- has_role() for each member, over the seeded roles: rank comparison.
+SELECT array_agg(name ORDER BY name) AS all_roles FROM tenancy.roles \gset
 BEGIN;
+CALL regress_fill_ranks('owner', :'shop', :'owner', :'all_roles');
+CALL regress_fill_ranks('admin', :'shop', :'admin', :'all_roles');
+CALL regress_fill_ranks('manager', :'shop', :'manager', :'all_roles');
+CALL regress_fill_ranks('staff', :'shop', :'staff', :'all_roles');
+CALL regress_fill_ranks('viewer', :'shop', :'viewer', :'all_roles');
+CALL regress_fill_ranks('padmin', :'shop', :'padmin', :'all_roles');
+CALL regress_fill_ranks('viewer-own', :'vown', :'viewer', :'all_roles');
 SELECT r.name AS min_role, r.rank,
-       regress_ranks(:'shop', :'owner', r.name) AS owner,
-       regress_ranks(:'shop', :'admin', r.name) AS admin,
-       regress_ranks(:'shop', :'manager', r.name) AS manager,
-       regress_ranks(:'shop', :'staff', r.name) AS staff,
-       regress_ranks(:'shop', :'viewer', r.name) AS viewer,
-       regress_ranks(:'shop', :'padmin', r.name) AS platform_admin,
-       regress_ranks(:'vown', :'viewer', r.name) AS viewer_in_own_tenant
-  FROM tenancy.roles r
+       bool_or(g.ok) FILTER (WHERE g.who = 'owner') AS owner,
+       bool_or(g.ok) FILTER (WHERE g.who = 'admin') AS admin,
+       bool_or(g.ok) FILTER (WHERE g.who = 'manager') AS manager,
+       bool_or(g.ok) FILTER (WHERE g.who = 'staff') AS staff,
+       bool_or(g.ok) FILTER (WHERE g.who = 'viewer') AS viewer,
+       bool_or(g.ok) FILTER (WHERE g.who = 'padmin') AS platform_admin,
+       bool_or(g.ok) FILTER (WHERE g.who = 'viewer-own') AS viewer_in_own_tenant
+  FROM tenancy.roles r JOIN regress_grid g ON g.item = r.name
+ GROUP BY r.name, r.rank
  ORDER BY r.rank DESC;
 ROLLBACK;
 
@@ -194,13 +214,18 @@ INSERT INTO tenancy.permissions (name, description) VALUES
 INSERT INTO tenancy.role_permissions (role, permission) VALUES ('staff', 'costs:read');
 SET ROLE regress_rbac_app;
 BEGIN;
-SELECT p AS permission,
-       regress_can(:'shop', :'owner', p) AS owner,
-       regress_can(:'shop', :'manager', p) AS manager,
-       regress_can(:'shop', :'staff', p) AS staff,
-       regress_can(:'shop', :'viewer', p) AS viewer
-  FROM unnest(ARRAY['costs:read', 'orders:refund']) AS p
- ORDER BY p;
+CALL regress_fill_permissions('owner', :'shop', :'owner', ARRAY['costs:read', 'orders:refund']);
+CALL regress_fill_permissions('manager', :'shop', :'manager', ARRAY['costs:read', 'orders:refund']);
+CALL regress_fill_permissions('staff', :'shop', :'staff', ARRAY['costs:read', 'orders:refund']);
+CALL regress_fill_permissions('viewer', :'shop', :'viewer', ARRAY['costs:read', 'orders:refund']);
+SELECT item AS permission,
+       bool_or(ok) FILTER (WHERE who = 'owner') AS owner,
+       bool_or(ok) FILTER (WHERE who = 'manager') AS manager,
+       bool_or(ok) FILTER (WHERE who = 'staff') AS staff,
+       bool_or(ok) FILTER (WHERE who = 'viewer') AS viewer
+  FROM regress_grid
+ GROUP BY item
+ ORDER BY item;
 ROLLBACK;
 
 ------------------------------------------------------------------------------------------
