@@ -17,8 +17,8 @@ CLIENT_TESTS := $(patsubst tests/%.rs,--test %,$(wildcard tests/*.rs))
 
 export PG_BIN
 
-.PHONY: deps build install install-dev lint pgrx-test regress client-test test demo clean \
-        cluster-start cluster-stop
+.PHONY: deps build install install-dev lint pgrx-test unit-test regress client-test test demo \
+        clean cluster-start cluster-stop fuzz fuzz-smoke
 
 deps:
 	@scripts/install-deps.sh
@@ -44,6 +44,20 @@ pgrx-test: deps
 	install -d -o postgres -g postgres $(CLUSTERS)/pgrx-test
 	cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata $(CLUSTERS)/pgrx-test
 
+# The pure-Rust token crate (formats, tampering, hostile input, known-answer vectors).
+unit-test: deps
+	cargo test -p tenancy_tokens
+
+# Fuzz the token parsers (cargo-fuzz needs the nightly toolchain). FUZZ_RUNS inputs per target.
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS := api_token_parse invite_verify jwt_verify
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_RUNS) $(FUZZ_TARGETS)
+
+# A short run of every fuzz target, part of `make test`.
+fuzz-smoke: deps
+	@scripts/fuzz.sh 20000 $(FUZZ_TARGETS)
+
 cluster-start: install-dev
 	scripts/cluster.sh start $(CLUSTERS)/test $(TEST_PORT)
 
@@ -57,7 +71,7 @@ client-test:
 	TENANCY_TEST_PORT=$(TEST_PORT) cargo test --no-default-features \
 	    --features "$(FEATURES) client-tests" $(CLIENT_TESTS) -- --test-threads=2
 
-test: lint pgrx-test cluster-start
+test: lint unit-test fuzz-smoke pgrx-test cluster-start
 	@status=0; \
 	$(MAKE) --no-print-directory regress || status=$$?; \
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory client-test || status=$$?; \

@@ -91,7 +91,9 @@ impl Setup {
         user
     }
 
-    /// A new signing key: (kid, secret bytes).
+    /// A new signing key: (kid, HMAC key). The key is the secret string exactly as
+    /// `create_signing_key()` returns it (a JWT library's string secret), 256 random bits in
+    /// base64url.
     fn signing_key(&self) -> (String, Vec<u8>) {
         let row = self
             .db
@@ -99,7 +101,8 @@ impl Setup {
             .query_one("SELECT * FROM tenancy.create_signing_key()", &[])
             .unwrap();
         let secret: String = row.get(1);
-        (row.get(0), URL_SAFE_NO_PAD.decode(secret).unwrap())
+        assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap().len(), 32);
+        (row.get(0), secret.into_bytes())
     }
 }
 

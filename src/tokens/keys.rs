@@ -3,6 +3,10 @@
 //! Several keys may be active at once (rotation); a retired key verifies nothing. Secrets are
 //! readable by superusers only; `create_signing_key()` returns one once, for the application
 //! that mints JWTs.
+//!
+//! The HMAC key is the ASCII text of the base64url secret (43 characters carrying 256 random
+//! bits), exactly the string `create_signing_key()` returns: JWT libraries take a string secret
+//! as its UTF-8 bytes, so the application passes the string as it is.
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -15,7 +19,12 @@ const NEWEST_KEY_SQL: &str = include_str!("../../sql/queries/newest_key.sql");
 const INSERT_KEY_SQL: &str = include_str!("../../sql/queries/insert_key.sql");
 const RETIRE_KEY_SQL: &str = include_str!("../../sql/queries/retire_key.sql");
 
-/// The secret of an active key, or `None` for an unknown or retired kid.
+/// The HMAC key made from a stored secret: the ASCII of its base64url text.
+fn hmac_key(secret: &[u8]) -> Vec<u8> {
+    tenancy_tokens::b64url_encode(secret).into_bytes()
+}
+
+/// The HMAC key of an active key, or `None` for an unknown or retired kid.
 pub fn active_secret(kid: &str) -> Option<Vec<u8>> {
     if kid.is_empty() || kid.len() > 64 {
         return None;
@@ -28,6 +37,7 @@ pub fn active_secret(kid: &str) -> Option<Vec<u8>> {
                 .and_then(|row| row.get::<Vec<u8>>(1).ok().flatten())
         })
     })
+    .map(|secret| hmac_key(&secret))
 }
 
 fn insert_key(client: &mut SpiClient<'_>) -> (String, Vec<u8>) {
@@ -43,9 +53,10 @@ fn insert_key(client: &mut SpiClient<'_>) -> (String, Vec<u8>) {
     (kid, secret)
 }
 
-/// The newest active key, created when there is none (so invitations work out of the box).
+/// The kid and HMAC key of the newest active key, created when there is none (so invitations
+/// work out of the box).
 pub fn signing_key() -> (String, Vec<u8>) {
-    privileged::as_superuser(|| {
+    let (kid, secret) = privileged::as_superuser(|| {
         Spi::connect_mut(|client| {
             let newest = client
                 .select(NEWEST_KEY_SQL, Some(1), &[])
@@ -62,7 +73,8 @@ pub fn signing_key() -> (String, Vec<u8>) {
                 _ => insert_key(client),
             }
         })
-    })
+    });
+    (kid, hmac_key(&secret))
 }
 
 /// Creates a new active signing key and returns its kid and base64url secret, once.
