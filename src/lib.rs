@@ -54,6 +54,7 @@ pgrx::extension_sql_file!(
         tokens::api_token::new_api_token
     ]
 );
+pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["policy", "tokens"]);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Called once per backend when the library is loaded (at server start when it is in

@@ -1,0 +1,1 @@
+-- tenancy.audit(): findings about the live database (being written).
