@@ -12,6 +12,7 @@ ALTER TABLE @extschema@.auto_isolate_schemas ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.signing_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.invitations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.api_tokens ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.auth_log ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY tenancy_own_tenant ON @extschema@.tenants
     FOR SELECT TO tenancy_client
@@ -25,6 +26,9 @@ CREATE POLICY tenancy_own_tenant ON @extschema@.invitations
 CREATE POLICY tenancy_own_tenant ON @extschema@.api_tokens
     FOR SELECT TO tenancy_client
     USING (tenant_id = (SELECT @extschema@.current_tenant()));
+CREATE POLICY tenancy_own_tenant ON @extschema@.auth_log
+    FOR SELECT TO tenancy_client
+    USING (tenant_id = (SELECT @extschema@.current_tenant()));
 
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
@@ -32,7 +36,7 @@ GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 
 GRANT SELECT ON @extschema@.tenants, @extschema@.memberships,
                 @extschema@.roles, @extschema@.permissions, @extschema@.role_permissions,
-                @extschema@.members
+                @extschema@.members, @extschema@.auth_log
    TO tenancy_client;
 
 -- Every column but the token hash.

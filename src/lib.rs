@@ -7,6 +7,7 @@ mod context;
 mod error;
 mod guard;
 mod gucs;
+mod journal;
 mod log;
 mod privileged;
 mod rbac;
@@ -54,7 +55,16 @@ pgrx::extension_sql_file!(
         tokens::api_token::new_api_token
     ]
 );
-pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["policy", "tokens"]);
+pgrx::extension_sql_file!(
+    "../sql/auth_log.sql",
+    name = "auth_log",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/audit.sql",
+    name = "audit",
+    requires = ["policy", "tokens", "auth_log"]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Called once per backend when the library is loaded (at server start when it is in
@@ -62,6 +72,8 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    journal::init();
+    log::init();
     guard::init();
     statement::init();
     utility::init();

@@ -97,6 +97,30 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("cannot connect as {role}: {e}"))
     }
 
+    /// A superuser connection, or the error (while the server restarts, say).
+    pub fn admin_retry(&self) -> Result<Client, postgres::Error> {
+        Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={}",
+                port(),
+                self.name
+            ),
+            NoTls,
+        )
+    }
+
+    /// Like `connect`, returning the error instead of panicking.
+    pub fn try_connect(&self, role: &str) -> Result<Client, postgres::Error> {
+        Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user={role} password={role} dbname={}",
+                port(),
+                self.name
+            ),
+            NoTls,
+        )
+    }
+
     /// Like `connect`, with extra libpq `options` (what PGOPTIONS sends).
     pub fn connect_with_options(
         &self,
