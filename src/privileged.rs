@@ -6,9 +6,53 @@
 //! the bootstrap superuser only around fixed, parameterised, schema-qualified queries whose
 //! operators are qualified too, so that no `search_path` can redirect them.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
 
-use pgrx::pg_sys;
+use pgrx::spi::{OwnedPreparedStatement, SpiHeapTupleData};
+use pgrx::{pg_sys, PgOid, Spi};
+
+thread_local! {
+    /// The fixed queries, prepared once per backend (plans are revalidated by PostgreSQL when
+    /// the tables change).
+    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Runs one of pg_tenancy's fixed, schema-qualified queries as the bootstrap superuser and maps
+/// its first row.
+pub fn query_one<R>(
+    sql: &'static str,
+    arg_types: &[pg_sys::Oid],
+    args: &[pgrx::datum::DatumWithOid],
+    map: impl FnOnce(&SpiHeapTupleData) -> R,
+) -> Option<R> {
+    as_superuser(|| {
+        Spi::connect(|client| {
+            let plan = PLANS.with(|p| p.borrow().get(sql).cloned());
+            let plan = match plan {
+                Some(plan) => plan,
+                None => {
+                    let types: Vec<PgOid> = arg_types.iter().map(|t| PgOid::from(*t)).collect();
+                    let plan = Rc::new(
+                        client
+                            .prepare(sql, &types)
+                            .expect("a fixed query prepares")
+                            .keep(),
+                    );
+                    PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
+                    plan
+                }
+            };
+            let table = client
+                .select(&*plan, Some(1), args)
+                .expect("a fixed query runs");
+            table.into_iter().next().map(|row| map(&row))
+        })
+    })
+}
 
 /// Runs `f` as the bootstrap superuser in a security-restricted operation, then restores the
 /// caller's user id and security context (also when `f` raises).

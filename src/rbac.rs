@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
-use pgrx::PgOid;
 use uuid::Uuid;
 
 use crate::context::{self, Context};
@@ -114,8 +112,6 @@ impl Cache {
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
-    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> =
-        RefCell::new(HashMap::new());
 }
 
 const ACTOR_SQL: &str = include_str!("../sql/queries/actor.sql");
@@ -123,45 +119,13 @@ const PERMISSION_SQL: &str = include_str!("../sql/queries/permission_exists.sql"
 const ROLE_RANK_SQL: &str = include_str!("../sql/queries/role_rank.sql");
 const TENANT_ACTIVE_SQL: &str = include_str!("../sql/queries/tenant_active.sql");
 
-/// Runs one of the fixed queries above as the bootstrap superuser and maps its first row.
-fn query_one<R>(
-    sql: &'static str,
-    arg_types: &[pg_sys::Oid],
-    args: &[pgrx::datum::DatumWithOid],
-    map: impl FnOnce(&pgrx::spi::SpiHeapTupleData) -> R,
-) -> Option<R> {
-    privileged::as_superuser(|| {
-        Spi::connect(|client| {
-            let plan = PLANS.with(|p| p.borrow().get(sql).cloned());
-            let plan = match plan {
-                Some(plan) => plan,
-                None => {
-                    let types: Vec<PgOid> = arg_types.iter().map(|t| PgOid::from(*t)).collect();
-                    let plan = Rc::new(
-                        client
-                            .prepare(sql, &types)
-                            .expect("a fixed query prepares")
-                            .keep(),
-                    );
-                    PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
-                    plan
-                }
-            };
-            let table = client
-                .select(&*plan, Some(1), args)
-                .expect("a fixed query runs");
-            table.into_iter().next().map(|row| map(&row))
-        })
-    })
-}
-
 fn uuid_arg(u: Uuid) -> pgrx::datum::DatumWithOid<'static> {
     pgrx::Uuid::from_bytes(*u.as_bytes()).into()
 }
 
 /// The user's standing in the tenant, read now (no cache).
 pub fn lookup_actor(tenant: Uuid, user: Uuid) -> Actor {
-    query_one(
+    privileged::query_one(
         ACTOR_SQL,
         &[pg_sys::UUIDOID, pg_sys::UUIDOID],
         &[uuid_arg(tenant), uuid_arg(user)],
@@ -177,7 +141,7 @@ pub fn lookup_actor(tenant: Uuid, user: Uuid) -> Actor {
 
 /// Whether the tenant exists and is active, read now.
 pub fn tenant_is_active(tenant: Uuid) -> bool {
-    query_one(
+    privileged::query_one(
         TENANT_ACTIVE_SQL,
         &[pg_sys::UUIDOID],
         &[uuid_arg(tenant)],
@@ -211,7 +175,7 @@ fn check_permission_name(permission: Option<&str>) -> &str {
             return *known;
         }
         let known = permission.len() <= 127
-            && query_one(
+            && privileged::query_one(
                 PERMISSION_SQL,
                 &[pg_sys::TEXTOID],
                 &[permission.into()],
@@ -243,7 +207,7 @@ fn role_rank(role: Option<&str>) -> (String, i32) {
             return *rank;
         }
         let rank = if role.len() <= 63 {
-            query_one(ROLE_RANK_SQL, &[pg_sys::TEXTOID], &[role.into()], |row| {
+            privileged::query_one(ROLE_RANK_SQL, &[pg_sys::TEXTOID], &[role.into()], |row| {
                 row.get::<i32>(1).ok().flatten()
             })
             .flatten()

@@ -37,28 +37,25 @@ struct Row {
 
 fn lookup(id: Uuid) -> Option<Row> {
     let arg: pgrx::Uuid = pgrx::Uuid::from_bytes(*id.as_bytes());
-    privileged::as_superuser(|| {
-        Spi::connect(|client| {
-            let rows = client.select(LOOKUP_SQL, Some(1), &[arg.into()]).ok()?;
-            let row = rows.into_iter().next()?;
-            let uuid = |i: usize| {
-                row.get::<pgrx::Uuid>(i)
-                    .ok()
-                    .flatten()
-                    .map(|u| Uuid::from_bytes(*u.as_bytes()))
-            };
-            let flag = |i: usize| row.get::<bool>(i).ok().flatten().unwrap_or(true);
-            Some(Row {
-                tenant: uuid(1)?,
-                created_by: uuid(2)?,
-                scopes: row.get::<Vec<String>>(3).ok().flatten()?,
-                hash: row.get::<Vec<u8>>(4).ok().flatten()?,
-                revoked: flag(5),
-                expired: flag(6),
-                stale: row.get::<bool>(7).ok().flatten().unwrap_or(false),
-            })
+    privileged::query_one(LOOKUP_SQL, &[pg_sys::UUIDOID], &[arg.into()], |row| {
+        let uuid = |i: usize| {
+            row.get::<pgrx::Uuid>(i)
+                .ok()
+                .flatten()
+                .map(|u| Uuid::from_bytes(*u.as_bytes()))
+        };
+        let flag = |i: usize| row.get::<bool>(i).ok().flatten().unwrap_or(true);
+        Some(Row {
+            tenant: uuid(1)?,
+            created_by: uuid(2)?,
+            scopes: row.get::<Vec<String>>(3).ok().flatten()?,
+            hash: row.get::<Vec<u8>>(4).ok().flatten()?,
+            revoked: flag(5),
+            expired: flag(6),
+            stale: row.get::<bool>(7).ok().flatten().unwrap_or(false),
         })
     })
+    .flatten()
 }
 
 /// Verifies an API token and returns the context it opens, or why not.

@@ -57,16 +57,13 @@ fn verify_invitation(token: Option<&[u8]>) -> pgrx::Uuid {
     let token = token_text(token).unwrap_or_else(|reason| failed(reason));
     let inv = invite::verify(token, keys::active_secret).unwrap_or_else(|r| failed(r.as_str()));
     let id = pgrx::Uuid::from_bytes(inv.id);
-    let stored: Option<Vec<u8>> = privileged::as_superuser(|| {
-        Spi::connect(|client| {
-            let rows = client
-                .select(INVITATION_HASH_SQL, Some(1), &[id.into()])
-                .ok()?;
-            rows.into_iter()
-                .next()
-                .and_then(|row| row.get::<Vec<u8>>(1).ok().flatten())
-        })
-    });
+    let stored: Option<Vec<u8>> = privileged::query_one(
+        INVITATION_HASH_SQL,
+        &[pg_sys::UUIDOID],
+        &[id.into()],
+        |row| row.get::<Vec<u8>>(1).ok().flatten(),
+    )
+    .flatten();
     let computed = tenancy_tokens::sha256(token.as_bytes());
     match stored {
         Some(hash) if tenancy_tokens::ct_eq(&hash, &computed) => id,

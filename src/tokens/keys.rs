@@ -29,14 +29,10 @@ pub fn active_secret(kid: &str) -> Option<Vec<u8>> {
     if kid.is_empty() || kid.len() > 64 {
         return None;
     }
-    privileged::as_superuser(|| {
-        Spi::connect(|client| {
-            let rows = client.select(ACTIVE_KEY_SQL, Some(1), &[kid.into()]).ok()?;
-            rows.into_iter()
-                .next()
-                .and_then(|row| row.get::<Vec<u8>>(1).ok().flatten())
-        })
+    privileged::query_one(ACTIVE_KEY_SQL, &[pg_sys::TEXTOID], &[kid.into()], |row| {
+        row.get::<Vec<u8>>(1).ok().flatten()
     })
+    .flatten()
     .map(|secret| hmac_key(&secret))
 }
 
