@@ -112,4 +112,10 @@ SELECT demo.attempt(format($$SELECT set_config('tenancy.context', 't=%s;s=set_te
 SELECT demo.attempt($$SELECT tenancy.current_tenant()::text$$);
 SQL
 echo
+echo "== 8. Every denial is on record, although the denied transactions rolled back"
+sleep 1
+psql_admin "$db" -c "SELECT action, permission, outcome, reason, db_role
+                       FROM tenancy.auth_log ORDER BY id"
+
+echo
 echo "Demo complete."
