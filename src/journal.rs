@@ -24,6 +24,10 @@ const CAPACITY: usize = 4096;
 const WRITERS: usize = 32;
 /// Events one writer transaction inserts at most.
 const BATCH: usize = 1024;
+/// How often an idle writer looks at the queue (a filling queue also wakes it).
+const POLL: Duration = Duration::from_millis(100);
+/// How long a writer waits without events before it exits.
+const IDLE_EXIT: Duration = Duration::from_secs(2);
 
 /// A fixed-size, NUL-free text field of shared memory.
 #[derive(Clone, Copy)]
@@ -98,6 +102,9 @@ struct Writer {
     database: u32,
     pid: i32,
     in_flight: u32,
+    /// When the slot was claimed (microseconds, Unix epoch): a writer that never started is
+    /// replaced after a while.
+    claimed_at: i64,
 }
 
 impl Writer {
@@ -105,8 +112,12 @@ impl Writer {
         database: 0,
         pid: 0,
         in_flight: 0,
+        claimed_at: 0,
     };
 }
+
+/// How long a claimed writer may take to start before it is considered lost.
+const START_TIMEOUT_US: i64 = 10_000_000;
 
 /// The shared queue. All-zero bytes are an empty queue: it is initialised in place in shared
 /// memory (it is too large to build on a stack).
@@ -327,7 +338,10 @@ fn wake_writer(q: &Queue, database: u32) {
 fn claim_writer_slot(q: &mut Queue, database: u32) -> bool {
     if let Some(w) = q.writers.iter_mut().find(|w| w.database == database) {
         // SAFETY: BackendPidGetProc only reads the proc array.
-        let alive = w.pid == -1 || unsafe { !pg_sys::BackendPidGetProc(w.pid).is_null() };
+        let starting = w.pid == -1
+            && crate::tokens::now_unix_us().saturating_sub(w.claimed_at) < START_TIMEOUT_US;
+        let alive =
+            starting || (w.pid > 0 && unsafe { !pg_sys::BackendPidGetProc(w.pid).is_null() });
         if alive {
             return false;
         }
@@ -345,6 +359,7 @@ fn claim_writer_slot(q: &mut Queue, database: u32) -> bool {
                 database,
                 pid: -1,
                 in_flight: 0,
+                claimed_at: crate::tokens::now_unix_us(),
             };
             true
         }
@@ -475,36 +490,62 @@ pub extern "C-unwind" fn tenancy_log_writer_main(arg: pg_sys::Datum) {
                         database,
                         pid,
                         in_flight: 0,
+                        claimed_at: 0,
                     };
                 }
             }
         }
     }
+    let mut idle = Duration::ZERO;
     loop {
         let batch = take(database);
         let full = batch.len() == BATCH;
         if !batch.is_empty() {
+            idle = Duration::ZERO;
             write(database, batch);
         }
         if full {
             continue;
         }
-        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
-            break;
+        if !BackgroundWorker::wait_latch(Some(POLL)) {
+            // Shutting down: write what is left.
+            loop {
+                let batch = take(database);
+                if batch.is_empty() {
+                    break;
+                }
+                write(database, batch);
+            }
+            release_slot(database);
+            return;
+        }
+        idle += POLL;
+        // Idle writers exit, so that they never hold a database that someone wants to drop
+        // (DROP DATABASE waits 5 seconds for other sessions to leave). The slot is released
+        // under the queue lock only when no event of this database waits: an event queued
+        // afterwards starts a new writer.
+        if idle >= IDLE_EXIT && release_slot_if_idle(database) {
+            return;
         }
     }
-    // Shutting down: write what is left, then free the slot.
-    loop {
-        let batch = take(database);
-        if batch.is_empty() {
-            break;
-        }
-        write(database, batch);
-    }
+}
+
+fn release_slot(database: u32) {
     let mut q = Locked::exclusive();
     if let Some(w) = q.writers.iter_mut().find(|w| w.database == database) {
         *w = Writer::NONE;
     }
+}
+
+fn release_slot_if_idle(database: u32) -> bool {
+    let mut q = Locked::exclusive();
+    if q.slots.iter().any(|s| s.seq != 0 && s.database == database) {
+        return false;
+    }
+    if let Some(w) = q.writers.iter_mut().find(|w| w.database == database) {
+        *w = Writer::NONE;
+    }
+    true
 }
 
 /// Whether the durable log is on, and the queue's state.
