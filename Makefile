@@ -26,15 +26,21 @@ deps:
 build: deps
 	cargo build --no-default-features --features $(FEATURES)
 
-# Release build, for users.
+EXTENSION_DIR = $(shell $(PG_CONFIG) --sharedir)/extension
+
+# Release build, for users. Also installs the install scripts of released versions and the
+# upgrade scripts, so that `ALTER EXTENSION pg_tenancy UPDATE` works from any release.
 install: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
+	install -m 644 sql/releases/*.sql sql/upgrades/*.sql $(EXTENSION_DIR)/
 
 # Debug build, faster to compile; what the test clusters run.
 install-dev: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
+	install -m 644 sql/releases/*.sql sql/upgrades/*.sql $(EXTENSION_DIR)/
 
 lint: deps
+	scripts/check-releases.sh
 	cargo fmt --check
 	cargo clippy --all-targets --no-default-features --features "$(FEATURES) client-tests" -- -D warnings
 
@@ -76,7 +82,29 @@ test: lint unit-test fuzz-smoke pgrx-test cluster-start
 	$(MAKE) --no-print-directory regress || status=$$?; \
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory client-test || status=$$?; \
 	scripts/cluster.sh stop $(CLUSTERS)/test; \
+	[ $$status -ne 0 ] || $(MAKE) --no-print-directory bench-smoke || status=$$?; \
 	exit $$status
+
+# The benchmark harness (issue 5; see BENCHMARKS.md). `make bench` installs a release build, runs
+# every scenario on a cluster of its own (port BENCH_PORT) and rewrites BENCHMARKS.md and
+# bench/scaling.svg; ~20-25 minutes with the defaults. Knobs: SCALE, ROUNDS, DURATION, ... (see
+# BENCHMARKS.md). `make bench-smoke` (part of `make test`) runs it end to end in seconds on a tiny
+# dataset with whatever build is installed, and writes its report under target/bench-smoke.
+BENCH_PORT       ?= 28960
+BENCH_SMOKE_PORT ?= 28961
+.PHONY: bench bench-smoke
+
+bench: deps
+	start=$$(date +%s); \
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES) && \
+	BENCH_BUILD_SECONDS=$$(( $$(date +%s) - start )) bench/run.sh --port $(BENCH_PORT) \
+	    --dir $(CLUSTERS)/bench --out BENCHMARKS.md --svg bench/scaling.svg \
+	    --json target/bench-results.json
+
+bench-smoke:
+	bench/run.sh --smoke --port $(BENCH_SMOKE_PORT) --dir $(CLUSTERS)/bench-smoke \
+	    --out target/bench-smoke/BENCHMARKS.md --svg target/bench-smoke/scaling.svg \
+	    --json target/bench-smoke/results.json
 
 demo: install-dev
 	scripts/cluster.sh start $(CLUSTERS)/demo $(DEMO_PORT)

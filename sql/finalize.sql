@@ -51,6 +51,7 @@ GRANT SELECT (id, tenant_id, name, scopes, created_by, created_at, expires_at, l
 -- role, whoever it is).
 GRANT EXECUTE ON FUNCTION
     @extschema@.member_rows(),
+    @extschema@.current_permissions(),
     @extschema@.current_tenant(),
     @extschema@.current_user_id(),
     @extschema@.context(),

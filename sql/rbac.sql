@@ -250,3 +250,16 @@ $fn$;
 
 CREATE VIEW @extschema@.members AS
 SELECT r.user_id, r.email, r.role FROM @extschema@.member_rows() AS r;
+
+-- The permissions the context's actor may use now (after a token's or a JWT's scopes), for
+-- user interfaces that show only what a user can do. Empty without an actor. New in 0.2.0.
+CREATE FUNCTION @extschema@.current_permissions()
+RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT p.name
+  FROM @extschema@.permissions p
+ WHERE @extschema@.has_permission(p.name)
+ ORDER BY p.name
+$fn$;

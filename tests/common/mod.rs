@@ -46,23 +46,28 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new(label: &str) -> TestDb {
-        let suffix = Uuid::new_v4().simple().to_string()[..12].to_string();
-        let name = format!("tenancy_{label}_{suffix}");
-        let mut admin = superuser("postgres");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
         // Built before the extension is created, so that Drop removes the database even when
         // CREATE EXTENSION fails (e.g. an installed library older than its SQL script).
-        let db = TestDb {
-            name,
-            suffix,
-            roles: Vec::new(),
-        };
+        let db = TestDb::new_without_extension(label);
         superuser(&db.name)
             .batch_execute("CREATE EXTENSION pg_tenancy")
             .unwrap_or_else(|e| panic!("CREATE EXTENSION pg_tenancy failed in {}: {e}", db.name));
         db
+    }
+
+    /// A throwaway database without the extension (for installing a given version, or
+    /// restoring a dump).
+    pub fn new_without_extension(label: &str) -> TestDb {
+        let suffix = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let name = format!("tenancy_{label}_{suffix}");
+        superuser("postgres")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        TestDb {
+            name,
+            suffix,
+            roles: Vec::new(),
+        }
     }
 
     /// A superuser connection to this database (set-up only).
