@@ -867,3 +867,34 @@ fn app_roles_read_their_own_tenant_and_cannot_write_rbac_tables() {
         .get(0);
     assert_eq!(admins, 0);
 }
+
+/// current_permissions() lists exactly what has_permission() grants the actor: the seeded
+/// matrix for a staff member and a viewer, nothing for a tenant-only context.
+#[test]
+fn current_permissions_lists_what_the_actor_may_do() {
+    let o = org("curperms");
+    let mut c = o.db.connect(&o.app);
+    let list = |c: &mut Client, user: Option<Uuid>| -> Vec<String> {
+        as_user(c, o.t.a, user, |tx| {
+            Ok(tx
+                .query("SELECT * FROM tenancy.current_permissions()", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        list(&mut c, Some(o.staff)),
+        vec![
+            "inventory:read",
+            "inventory:write",
+            "orders:read",
+            "orders:write",
+            "products:read"
+        ]
+    );
+    let viewer = list(&mut c, Some(o.viewer));
+    assert!(!viewer.is_empty() && viewer.iter().all(|p| p.ends_with(":read")));
+    assert!(list(&mut c, None).is_empty());
+}
