@@ -15,10 +15,14 @@ RUN cargo install cargo-pgrx --version "$PGRX_VERSION" --locked \
  && cargo pgrx init --pg15 /usr/lib/postgresql/15/bin/pg_config
 WORKDIR /src
 COPY . .
-RUN cargo pgrx package --pg-config /usr/lib/postgresql/15/bin/pg_config --no-default-features --features pg15
+RUN cargo pgrx package --pg-config /usr/lib/postgresql/15/bin/pg_config \
+        --no-default-features --features pg15 --out-dir /pkg \
+ && cp sql/releases/*.sql sql/upgrades/*.sql /pkg/usr/share/postgresql/15/extension/
 
-# Runtime: the official image plus the installed files only.
+# Runtime: the official image plus the installed files only (the same files `make install`
+# installs: the library, the control file, this version's install script, the released install
+# scripts and the upgrade scripts; scripts/check-dockerfile.sh checks it).
 FROM postgres:15-bookworm
-COPY --from=build /src/target/release/pg_tenancy-pg15/usr/share/postgresql/15/extension/ /usr/share/postgresql/15/extension/
-COPY --from=build /src/target/release/pg_tenancy-pg15/usr/lib/postgresql/15/lib/ /usr/lib/postgresql/15/lib/
+COPY --from=build /pkg/usr/share/postgresql/15/extension/ /usr/share/postgresql/15/extension/
+COPY --from=build /pkg/usr/lib/postgresql/15/lib/ /usr/lib/postgresql/15/lib/
 CMD ["postgres", "-c", "shared_preload_libraries=pg_tenancy"]

@@ -41,6 +41,7 @@ install-dev: deps
 
 lint: deps
 	scripts/check-releases.sh
+	scripts/check-dockerfile.sh
 	cargo fmt --check
 	cargo clippy --all-targets --no-default-features --features "$(FEATURES) client-tests" -- -D warnings
 
