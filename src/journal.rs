@@ -337,22 +337,20 @@ fn wake_writer(q: &Queue, database: u32) {
 /// A writer that died is replaced, and the events it was writing are counted as dropped.
 fn claim_writer_slot(q: &mut Queue, database: u32) -> bool {
     if let Some(w) = q.writers.iter_mut().find(|w| w.database == database) {
-        // SAFETY: BackendPidGetProc only reads the proc array.
-        let starting = w.pid == -1
-            && crate::tokens::now_unix_us().saturating_sub(w.claimed_at) < START_TIMEOUT_US;
-        let alive =
-            starting || (w.pid > 0 && unsafe { !pg_sys::BackendPidGetProc(w.pid).is_null() });
-        if alive {
+        if writer_alive(w) {
             return false;
         }
         let lost = std::mem::take(&mut w.in_flight);
         q.dropped.fetch_add(u64::from(lost), Ordering::Relaxed);
     }
+    // This database's slot, else a free one, else one whose writer is gone (its database may
+    // have been dropped).
     let slot = q
         .writers
         .iter()
         .position(|w| w.database == database)
-        .or_else(|| q.writers.iter().position(|w| w.database == 0));
+        .or_else(|| q.writers.iter().position(|w| w.database == 0))
+        .or_else(|| q.writers.iter().position(|w| !writer_alive(w)));
     match slot {
         Some(i) => {
             q.writers[i] = Writer {
@@ -365,6 +363,15 @@ fn claim_writer_slot(q: &mut Queue, database: u32) -> bool {
         }
         None => false,
     }
+}
+
+/// Whether a slot's writer is running, or was claimed recently enough to be still starting.
+fn writer_alive(w: &Writer) -> bool {
+    if w.pid == -1 {
+        return crate::tokens::now_unix_us().saturating_sub(w.claimed_at) < START_TIMEOUT_US;
+    }
+    // SAFETY: BackendPidGetProc only reads the proc array.
+    w.pid > 0 && unsafe { !pg_sys::BackendPidGetProc(w.pid).is_null() }
 }
 
 fn start_writer(database: u32) -> Result<(), ()> {
@@ -524,9 +531,43 @@ pub extern "C-unwind" fn tenancy_log_writer_main(arg: pg_sys::Datum) {
         // (DROP DATABASE waits 5 seconds for other sessions to leave). The slot is released
         // under the queue lock only when no event of this database waits: an event queued
         // afterwards starts a new writer.
-        if idle >= IDLE_EXIT && release_slot_if_idle(database) {
-            return;
+        if idle >= IDLE_EXIT {
+            forget_dropped_databases();
+            if release_slot_if_idle(database) {
+                return;
+            }
         }
+    }
+}
+
+/// Frees the queued events of databases that no longer exist (dropped before their writer ran):
+/// nobody can write them, and they would take room from everyone else. Counted as dropped.
+fn forget_dropped_databases() {
+    let existing: Vec<u32> = BackgroundWorker::transaction(|| {
+        Spi::get_one::<Vec<pg_sys::Oid>>(
+            "SELECT pg_catalog.array_agg(oid) FROM pg_catalog.pg_database",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .map(u32::from)
+        .collect()
+    });
+    if existing.is_empty() {
+        return;
+    }
+    let mut q = Locked::exclusive();
+    let mut freed = 0u32;
+    for slot in q.slots.iter_mut() {
+        if slot.seq != 0 && !existing.contains(&slot.database) {
+            slot.seq = 0;
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        q.used -= freed;
+        q.dropped.fetch_add(u64::from(freed), Ordering::Relaxed);
     }
 }
 
