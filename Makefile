@@ -1,7 +1,7 @@
 # pg_tenancy task runner. Every target installs what it is missing first (scripts/install-deps.sh).
 #
 #   make demo      build, install, start a throwaway cluster and walk through the quickstart
-#   make test      lint, in-database tests, pg_regress suite, client tests
+#   make test      lint, in-database tests, pg_regress suite, client tests, client examples
 #   make install   install into the PostgreSQL that PG_CONFIG names
 #   make bench     (see BENCHMARKS.md)
 
@@ -17,7 +17,7 @@ CLIENT_TESTS := $(patsubst tests/%.rs,--test %,$(wildcard tests/*.rs))
 
 export PG_BIN
 
-.PHONY: deps build install install-dev lint pgrx-test unit-test regress client-test test demo \
+.PHONY: deps build install install-dev lint pgrx-test unit-test regress client-test examples test demo \
         clean cluster-start cluster-stop fuzz fuzz-smoke
 
 deps:
@@ -78,10 +78,16 @@ client-test:
 	TENANCY_TEST_PORT=$(TEST_PORT) cargo test --no-default-features \
 	    --features "$(FEATURES) client-tests" $(CLIENT_TESTS) -- --test-threads=2
 
+# The client examples in three languages (examples/; dependencies pinned by their lock files),
+# against the test cluster, which must be running (make cluster-start).
+examples:
+	scripts/examples.sh $(TEST_PORT)
+
 test: lint unit-test fuzz-smoke pgrx-test cluster-start
 	@status=0; \
 	$(MAKE) --no-print-directory regress || status=$$?; \
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory client-test || status=$$?; \
+	[ $$status -ne 0 ] || $(MAKE) --no-print-directory examples || status=$$?; \
 	scripts/cluster.sh stop $(CLUSTERS)/test; \
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory bench-smoke || status=$$?; \
 	exit $$status
