@@ -104,7 +104,7 @@ BENCH_SMOKE_PORT ?= 28961
 bench: deps
 	start=$$(date +%s); \
 	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES) && \
-	BENCH_BUILD_SECONDS=$$(( $$(date +%s) - start )) bench/run.sh --port $(BENCH_PORT) \
+	BENCH_BUILD_SECONDS=$$(( $$(date +%s) - start )) bench/run.sh --pin-release --port $(BENCH_PORT) \
 	    --dir $(CLUSTERS)/bench --out BENCHMARKS.md --svg bench/scaling.svg \
 	    --json target/bench-results.json
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the benchmark harness (bench/bench.py) with Python 3 from the system, installing it first
+# when it is missing (the harness uses the standard library only).
+#   bench/run.sh [--smoke] --port PORT --dir DATADIR --out REPORT.md --svg CHART.svg
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3 (the benchmark harness needs it)"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 >/dev/null
+fi
+exec python3 bench/bench.py "$@"
