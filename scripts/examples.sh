@@ -10,6 +10,9 @@
 # table orders, an API token and a JWT signing key, and hands them to the programs in
 # environment variables. Rerunnable: everything is dropped and made again.
 #
+# Each program runs twice: directly, then through PgBouncer in transaction pooling mode
+# (scripts/pgbouncer.sh, port EXAMPLES_PGBOUNCER_PORT, default 28971; `none` skips it).
+#
 # Dependencies come from the registries, pinned by the committed lock files, and are installed
 # under target/examples (python venv, cargo target dir) and examples/node/node_modules; a
 # second run reinstalls nothing unless a lock file changed.
@@ -142,22 +145,35 @@ unset PGUSER PGPASSWORD PGOPTIONS PGSERVICE
 # --- run and compare -------------------------------------------------------------------------
 
 status=0
-for lang in "${langs[@]}"; do
-    out="$work/$lang.out"
-    case "$lang" in
-    python) cmd=("$work/venv/bin/python" examples/python/orders.py) ;;
-    node) cmd=(node examples/node/orders.js) ;;
-    rust) cmd=("$work/rust/debug/pg-tenancy-example") ;;
-    esac
-    if ! "${cmd[@]}" >"$out" 2>"$work/$lang.err"; then
-        echo "FAIL $lang: exited with an error" >&2
-        cat "$work/$lang.err" >&2
-        status=1
-    elif ! diff -u examples/expected.txt "$out" >&2; then
-        echo "FAIL $lang: output differs from examples/expected.txt (above)" >&2
-        status=1
-    else
-        echo "ok   $lang example ($(wc -l <"$out") lines, as examples/expected.txt)"
-    fi
-done
+run_all() { # $1: how the programs reach the server (for the messages and file names)
+    local via="$1" lang out
+    for lang in "${langs[@]}"; do
+        out="$work/$lang.$via.out"
+        case "$lang" in
+        python) cmd=("$work/venv/bin/python" examples/python/orders.py) ;;
+        node) cmd=(node examples/node/orders.js) ;;
+        rust) cmd=("$work/rust/debug/pg-tenancy-example") ;;
+        esac
+        if ! "${cmd[@]}" >"$out" 2>"$work/$lang.$via.err"; then
+            echo "FAIL $lang ($via): exited with an error" >&2
+            cat "$work/$lang.$via.err" >&2
+            status=1
+        elif ! diff -u examples/expected.txt "$out" >&2; then
+            echo "FAIL $lang ($via): output differs from examples/expected.txt (above)" >&2
+            status=1
+        else
+            echo "ok   $lang example, $via ($(wc -l <"$out") lines, as examples/expected.txt)"
+        fi
+    done
+}
+
+run_all direct
+
+# Once more through PgBouncer in transaction pooling mode (EXAMPLES_PGBOUNCER_PORT=none skips).
+bouncer_port="${EXAMPLES_PGBOUNCER_PORT:-28971}"
+if [ "$bouncer_port" != none ]; then
+    trap 'scripts/pgbouncer.sh stop "$work/pgbouncer"' EXIT
+    scripts/pgbouncer.sh start "$work/pgbouncer" "$bouncer_port" "$port" examples_app examples_client
+    PGPORT="$bouncer_port" run_all pgbouncer
+fi
 exit $status

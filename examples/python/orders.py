@@ -30,6 +30,9 @@ UNKNOWN_TENANT = uuid.UUID("00000000-0000-4000-8000-000000000000")
 def connect(role, password):
     # autocommit: nothing runs outside the explicit per-request transactions (which matters
     # behind PgBouncer in transaction mode, and keeps the context's lifetime obvious).
+    # prepare_threshold=None: psycopg would otherwise turn a query run 5 times into a named
+    # prepared statement kept on the server connection, which PgBouncer < 1.21 in transaction
+    # mode hands to other clients ("prepared statement "_pg3_0" already exists").
     return psycopg.connect(
         host=env.get("PGHOST", "127.0.0.1"),
         port=env.get("PGPORT", "5432"),
@@ -37,6 +40,7 @@ def connect(role, password):
         user=role,
         password=password,
         autocommit=True,
+        prepare_threshold=None,
     )
 
 
