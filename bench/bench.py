@@ -84,7 +84,7 @@ def config(smoke):
                  else [100_000, 1_000_000, 3_000_000],
                  micro_calls=num("MICRO_CALLS", 1_000_000), auth_calls=num("AUTH_CALLS", 20_000),
                  memory_calls=num("MEMORY_CALLS", 1_000_000),
-                 shared_buffers=env.get("SHARED_BUFFERS", "4GB" if full else "2GB"))
+                 shared_buffers=env.get("SHARED_BUFFERS", "6GB" if full else "3GB"))
     c["smoke"] = smoke
     c["scale"] = scale
     # The scaling ladders: tenants at the default row count, rows at the default tenant count.
@@ -348,6 +348,9 @@ def prewarm(cl, db):
             "AND c.relkind IN ('r', 'i')", db=db)
 
 
+PLANS = {}
+
+
 def sanity(cl, db, lay, tokens):
     """Each variant as its own role: RLS applies (a tenant aggregate sees that tenant's rows
     only), the point select finds its row, and the INSERT default fills the tenant column."""
@@ -372,6 +375,10 @@ def sanity(cl, db, lay, tokens):
             if got[-1] != ident("tenant", t):
                 raise RuntimeError(f"sanity check (insert) failed for {variant}: {got}")
         checks[variant] = "ok"
+        plans = cl.psql(f"BEGIN;\n{ctx} \\g /dev/null\nEXPLAIN (COSTS OFF) {point};\n"
+                        f"\\echo @@\nEXPLAIN (COSTS OFF) {agg};\nROLLBACK;", db=db,
+                        user=role).split("@@\n")
+        PLANS[variant] = dict(point=plans[0].rstrip(), agg=plans[1].rstrip())
     # Without a context, pg_tenancy fails closed rather than returning nothing.
     try:
         cl.psql("SELECT count(*) FROM orders_tenancy", db=db, user="bench_app")
@@ -491,31 +498,49 @@ def memory(cl, db, cfg, tokens, workdir):
     return out
 
 
-def scaling(cl, cfg, main_db, main_lay, workdir, budget_log):
-    """pg_tenancy (set_tenant) / limit, point select, across tenant counts and row counts."""
-    points = {}
+def scaling(cl, cfg, main_db, main_lay, workdir):
+    """pg_tenancy (set_tenant) / limit, point select, across tenant counts and row counts.
+
+    Every point has a database of its own, all generated first; then each round visits every
+    point (in rotating order) and runs limit and pg_tenancy back to back, so that throughputs of
+    different points are also compared within the same minutes."""
     fixed_n, fixed_m = cfg["ladder_tenants_fixed"], cfg["ladder_rows_fixed"]
     wanted = [(n, fixed_m) for n in cfg["tenant_ladder"]] + \
              [(fixed_n, m) for m in cfg["row_ladder"]]
+    points = []
     for n, m in dict.fromkeys(wanted):
         lay = layout(n, m)
         if (n, lay["rows"]) == (main_lay["tenants"], main_lay["rows"]):
             db, gen = main_db, None
         else:
-            db = "bench_scale"
+            db = f"bench_scale_{n}_{m}"
             log(f"scaling: generating {n:,} tenants, {m:,} rows")
             _, gen, _ = make_dataset(cl, db, lay, full=False, with_tokens=False)
-            prewarm(cl, db)
-        sdir = workdir / f"scale_{n}_{m}"
-        scripts = write_scripts(sdir, lay, {"apitoken": {}, "jwt": {}})
-        res = interleaved(cl, db, cfg, scripts, "point", ["limit", "tenancy"], lay,
-                          cfg["scaling_rounds"], cfg["scaling_duration"], 0)
-        points[f"{n}x{m}"] = dict(tenants=n, rows_requested=m, rows=lay["rows"],
-                                  generate_s=gen, **res)
-        if db != main_db:
-            cl.psql(f"DROP DATABASE {db} WITH (FORCE)")
-        budget_log()
-    return points
+        scripts = write_scripts(workdir / f"scale_{n}_{m}", lay, {"apitoken": {}, "jwt": {}})
+        points.append(dict(key=f"{n}x{m}", db=db, lay=lay, scripts=scripts,
+                           out=dict(tenants=n, rows_requested=m, rows=lay["rows"],
+                                    generate_s=gen, limit=dict(tps=[], ratio=[]),
+                                    tenancy=dict(tps=[], ratio=[]))))
+    for pt in points:
+        prewarm(cl, pt["db"])
+    for r in range(cfg["scaling_rounds"]):
+        order = points[r % len(points):] + points[:r % len(points)]
+        for pt in order:
+            variants = ["limit", "tenancy"] if r % 2 == 0 else ["tenancy", "limit"]
+            tps = {}
+            for v in variants:
+                tps[v] = cl.pgbench(pt["db"], VARIANTS[v][0], pt["scripts"][("point", v)],
+                                    cfg["scaling_duration"], cfg["clients"], cfg["jobs"],
+                                    pt["lay"])["tps"]
+            for v in variants:
+                pt["out"][v]["tps"].append(tps[v])
+                pt["out"][v]["ratio"].append(tps[v] / tps["limit"])
+        log(f"  scaling round {r + 1}/{cfg['scaling_rounds']}: " + ", ".join(
+            f"{pt['key']} {pt['out']['tenancy']['ratio'][-1]:.3f}" for pt in points))
+    for pt in points:
+        if pt["db"] != main_db:
+            cl.psql(f"DROP DATABASE {pt['db']} WITH (FORCE)")
+    return {pt["key"]: pt["out"] for pt in points}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,8 +668,11 @@ def main():
     if os.environ.get("BENCH_BUILD_SECONDS"):
         results["timings"]["build_s"] = int(os.environ["BENCH_BUILD_SECONDS"])
 
+    results["load"] = {}
+
     def phase(name, t0):
         results["timings"][name] = round(time.monotonic() - t0, 1)
+        results["load"][name] = round(os.getloadavg()[0], 1)  # 1-minute load at its end
 
     settings = {"shared_buffers": cfg["shared_buffers"], "work_mem": "16MB",
                 "maintenance_work_mem": "512MB", "effective_cache_size": "8GB",
@@ -694,6 +722,7 @@ def main():
         results["token_tenants"] = sorted(tokens["apitoken"])
         prewarm(cl, "bench")
         results["sanity"] = sanity(cl, "bench", lay, tokens)
+        results["plans"] = PLANS
         scripts = write_scripts(workdir, lay, tokens)
         phase("setup_s", t)
         log(f"dataset ready in {gen_s:.0f} s; sanity checks passed")
@@ -719,9 +748,7 @@ def main():
 
         t = time.monotonic()
         log("scaling runs")
-        results["scaling"] = scaling(
-            cl, cfg, "bench", lay, workdir,
-            lambda: log(f"  scaling: {time.monotonic() - t:.0f} s so far"))
+        results["scaling"] = scaling(cl, cfg, "bench", lay, workdir)
         phase("scaling_s", t)
 
         # INSERTs last: they add rows (other scenarios and the scaling base point are done).

@@ -442,16 +442,35 @@ def markdown(res, rows, labels, svg_rel):
       f"Unix socket; {cfg['rounds']} round(s) × {cfg['duration']} s per variant, variants in "
       f"rotating order (A B C, B C A, …), {cfg['warmup']} s warm-up per variant; every relation "
       "preloaded with `pg_prewarm`")
-    tt = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t.items() if k.endswith("_s"))
-    a(f"- Time: {tt}")
+    load = res.get("load", {})
+    tt = ", ".join(f"{k[:-2]} {v:.0f} s" + (f" (load {load[k]})" if k in load else "")
+                   for k, v in t.items() if k.endswith("_s"))
+    a(f"- Time (with the 1-minute load average at the end of each phase): {tt}")
     a("")
     a("## Scenarios")
     a("")
     names = {"point": "Point select by id", "agg": "Tenant aggregate over a "
              f"{lay['bsize']:,}-row tenant", "insert": "Single-row INSERT"}
+    plans = res.get("plans", {})
     for scen, variants in res["scenarios"].items():
         a(f"### {names[scen]}")
         a("")
+        if scen in ("point", "agg") and plans:
+            scans = []
+            for v in variants:
+                if v in plans:
+                    node = next((l.strip().lstrip("-> ").split(" on ")[0].split(" using ")[0]
+                                 for l in plans[v][scen].splitlines() if "Scan" in l), "?")
+                    scans.append(f"{v}: {node}")
+            a("Plans (`EXPLAIN` as each variant's role, in its context; full text below): "
+              + "; ".join(scans) + ".")
+            if scen == "agg":
+                a("The planner knows the frequency of a constant tenant id (limit: a large tenant "
+                  "is in the most-common-values list), but not the value of `current_setting()`, "
+                  "of a function call or of pg_tenancy's InitPlan parameter, for which it "
+                  "assumes an average tenant (~1,000 rows); that can choose another scan for the "
+                  "same 10,000 rows, faster or slower depending on how they lie in the heap.")
+            a("")
         a("| variant | transactions/s | ratio to limit | mean latency (ms) |")
         a("|---|---|---|---|")
         for v, r in variants.items():
@@ -460,6 +479,21 @@ def markdown(res, rows, labels, svg_rel):
               f"{med(lat):.3f} |")
         a("")
     m = res["micro"]
+    if plans:
+        a("<details><summary>Plans</summary>")
+        a("")
+        for scen in ("point", "agg"):
+            for v, pl in plans.items():
+                if scen == "agg" and v in ("apitoken", "jwt", "perm"):
+                    continue
+                a(f"{names[scen]}, {labels[v]}:")
+                a("")
+                a("```")
+                a(pl[scen])
+                a("```")
+                a("")
+        a("</details>")
+        a("")
     a("## Micro-benchmarks")
     a("")
     a("One backend, the calls inside one query (`SELECT count(f(…)) FROM generate_series(1, n)` "
@@ -497,8 +531,11 @@ def markdown(res, rows, labels, svg_rel):
     a(f"![scaling chart]({svg_rel})")
     a("")
     a(f"Point select, pg_tenancy (`set_tenant`) against limit, {cfg['scaling_rounds']} "
-      f"interleaved round(s) of {cfg['scaling_duration']} s per point; each point has a database "
-      "of its own with the same skewed layout (the point that equals the main dataset reuses it).")
+      f"round(s) of {cfg['scaling_duration']} s per variant and point. Each point has a database "
+      "of its own with the same skewed layout (the point that equals the main dataset reuses it), "
+      "all generated before the first run; every round visits every point in rotating order and "
+      "runs limit and pg_tenancy back to back there, so throughputs of different points are "
+      "measured in the same minutes too.")
     a("")
     a("| tenants | rows | limit tx/s | pg_tenancy tx/s | ratio | generated in |")
     a("|---|---|---|---|---|---|")
