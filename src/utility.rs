@@ -6,6 +6,9 @@
 //! * `LOCK TABLE` on an isolated table blocks every tenant.
 //! * `DECLARE … WITH HOLD` keeps rows after the transaction, where the next client of a pooled
 //!   connection can fetch them without a context.
+//! * Temporary tables, views and sequences live on the server connection: one named like an
+//!   application table shadows it for the next client of a pooled connection, who then writes
+//!   its tenant's rows into the attacker's table.
 //!
 //! "Application role" means a non-superuser member of `tenancy_client` (and so of
 //! `tenancy_app`). The hook is a plain frame; only the check runs inside a pgrx guard.
@@ -170,6 +173,18 @@ unsafe fn check(pstmt: *mut pg_sys::PlannedStmt) {
                     );
                 }
             }
+            pg_sys::NodeTag::T_CreateStmt
+            | pg_sys::NodeTag::T_CreateTableAsStmt
+            | pg_sys::NodeTag::T_ViewStmt
+            | pg_sys::NodeTag::T_CreateSeqStmt
+                if creates_temporary_relation(node) && is_app_role() =>
+            {
+                error::forbidden(
+                    "tenancy: temporary tables, views and sequences are not available to application roles",
+                    "they outlive the transaction on a pooled connection and shadow the application's tables; \
+                     use a CTE, or an isolated table",
+                );
+            }
             pg_sys::NodeTag::T_DeclareCursorStmt => {
                 let stmt = node as *mut pg_sys::DeclareCursorStmt;
                 if (*stmt).options & pg_sys::CURSOR_OPT_HOLD as i32 != 0 && is_app_role() {
@@ -181,6 +196,36 @@ unsafe fn check(pstmt: *mut pg_sys::PlannedStmt) {
             }
             _ => {}
         }
+    }
+}
+
+/// Whether a CREATE statement makes a temporary relation (TEMP, or in schema pg_temp).
+unsafe fn creates_temporary_relation(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: each node type is checked before its cast; RangeVar pointers may be NULL.
+    unsafe {
+        let rv = match (*node).type_ {
+            pg_sys::NodeTag::T_CreateStmt => (*(node as *mut pg_sys::CreateStmt)).relation,
+            pg_sys::NodeTag::T_CreateTableAsStmt => {
+                let into = (*(node as *mut pg_sys::CreateTableAsStmt)).into;
+                if into.is_null() {
+                    return false;
+                }
+                (*into).rel
+            }
+            pg_sys::NodeTag::T_ViewStmt => (*(node as *mut pg_sys::ViewStmt)).view,
+            pg_sys::NodeTag::T_CreateSeqStmt => (*(node as *mut pg_sys::CreateSeqStmt)).sequence,
+            _ => return false,
+        };
+        if rv.is_null() {
+            return false;
+        }
+        if (*rv).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP {
+            return true;
+        }
+        !(*rv).schemaname.is_null()
+            && CStr::from_ptr((*rv).schemaname)
+                .to_bytes()
+                .starts_with(b"pg_temp")
     }
 }
 

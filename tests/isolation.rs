@@ -1394,6 +1394,20 @@ fn explain_analyze_is_refused_to_app_roles() {
         &SqlState::INSUFFICIENT_PRIVILEGE,
     );
     sp.rollback().unwrap();
+    // Nor temporary relations: one named like an application table would shadow it for the next
+    // client of a pooled connection.
+    for sql in [
+        "CREATE TEMP TABLE orders (id uuid, tenant_id uuid, note text)",
+        "CREATE TABLE pg_temp.orders (id uuid)",
+        "CREATE TEMP TABLE o2 AS SELECT * FROM public.orders",
+        "SELECT * INTO TEMP o3 FROM public.orders",
+        "CREATE TEMP VIEW orders AS SELECT 1 AS id",
+        "CREATE TEMP SEQUENCE s1",
+    ] {
+        let mut sp = tx.transaction().unwrap();
+        assert_sqlstate(sp.batch_execute(sql), &SqlState::INSUFFICIENT_PRIVILEGE);
+        sp.rollback().unwrap();
+    }
     tx.rollback().unwrap();
 }
 
