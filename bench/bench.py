@@ -417,48 +417,57 @@ def interleaved(cl, db, cfg, scripts, scenario, variants, defines, rounds, durat
     return out
 
 
-def parse_timings(out):
-    return [float(m) for m in re.findall(r"^Time: ([\d.]+) ms", out, re.M)]
+# Times one query inside the backend (EXECUTE, clock_timestamp() before and after), so that a
+# function's loop and the empty loop can alternate within one statement.
+TIMER_SQL = """CREATE OR REPLACE FUNCTION public.bench_time(q text) RETURNS float8
+LANGUAGE plpgsql AS $f$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+    t0 := clock_timestamp();
+    EXECUTE q INTO n;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+END $f$;"""
 
 
 def micro(cl, db, cfg, tokens):
-    """Calls inside one query, in one backend: calls/s and ns per call, median of 3; the empty
-    loop (the same query without the call) is measured too and subtracted for the net figure."""
+    """Calls inside one query, in one backend: calls/s and ns per call.
+
+    The function's loop (SELECT count(f()) FROM generate_series(1, n)) and the empty loop
+    (SELECT count(*) FROM generate_series(1, n)) alternate 1 + `reps` times in one statement of
+    one transaction that has the context; the first pair warms up. Raw = median time of the
+    function's loop; net = median of the paired differences, the function's own cost."""
     n, na = cfg["micro_calls"], cfg["auth_calls"]
     tok_api, tok_jwt = tokens["apitoken"][1], tokens["jwt"][1]
-    reps = 3
+    reps = 5
+    cl.psql(TIMER_SQL, db=db)
     cases = [
-        ("loop", "bench_app", n, "BEGIN;",
-         f"SELECT count(g) FROM generate_series(1, {n}) AS g;"),
         ("current_tenant", "bench_app", n,
          f"BEGIN; SELECT tenancy.set_tenant('{ident('tenant', 1)}') \\g /dev/null",
-         f"SELECT count(tenancy.current_tenant()) FROM generate_series(1, {n});"),
+         "tenancy.current_tenant()"),
         ("has_permission", "bench_app", n,
          f"BEGIN; SELECT tenancy.set_tenant('{ident('tenant', 1)}', '{ident('user', 1)}') "
-         "\\g /dev/null",
-         f"SELECT count(tenancy.has_permission('orders:read')) FROM generate_series(1, {n});"),
-        ("loop_auth", "bench_client", na, "BEGIN;",
-         f"SELECT count(g) FROM generate_series(1, {na}) AS g;"),
-        ("authenticate_api", "bench_client", na, "BEGIN;",
-         f"SELECT count(tenancy.authenticate('{tok_api}')) FROM generate_series(1, {na});"),
-        ("authenticate_jwt", "bench_client", na, "BEGIN;",
-         f"SELECT count(tenancy.authenticate('{tok_jwt}')) FROM generate_series(1, {na});"),
+         "\\g /dev/null", "tenancy.has_permission('orders:read')"),
+        ("authenticate_api", "bench_client", na, "BEGIN;", f"tenancy.authenticate('{tok_api}')"),
+        ("authenticate_jwt", "bench_client", na, "BEGIN;", f"tenancy.authenticate('{tok_jwt}')"),
     ]
     res = {}
-    for name, role, calls, setup, sql in cases:
-        # One warm-up execution, then `reps` timed ones, in one backend and one transaction.
-        out = cl.psql(f"{setup}\n{sql}\n" + f"{sql}\n" * reps + "COMMIT;", db=db, user=role,
-                      timing=True)
-        times = parse_timings(out)[-(reps + 1):-1]  # the last timing is COMMIT's
-        ms = statistics.median(times)
-        res[name] = dict(calls=calls, ms=ms, ms_all=times)
-    for name, loop in (("current_tenant", "loop"), ("has_permission", "loop"),
-                       ("authenticate_api", "loop_auth"), ("authenticate_jwt", "loop_auth")):
-        r = res[name]
-        r["ns_raw"] = r["ms"] * 1e6 / r["calls"]
-        r["ns_net"] = max(r["ns_raw"] - res[loop]["ms"] * 1e6 / res[loop]["calls"], 0.001)
+    for name, role, calls, setup, call in cases:
+        loop_q = f"SELECT count(*) FROM generate_series(1, {calls})"
+        f_q = f"SELECT count({call}) FROM generate_series(1, {calls})"
+        out = cl.psql(f"{setup}\nSELECT public.bench_time($q${loop_q}$q$), "
+                      f"public.bench_time($q${f_q}$q$) FROM generate_series(1, {reps + 1});\n"
+                      "COMMIT;", db=db, user=role)
+        pairs = [tuple(map(float, line.split("|"))) for line in out.split()][1:]
+        loop_ms = [a for a, _ in pairs]
+        f_ms = [b for _, b in pairs]
+        diff = statistics.median(b - a for a, b in pairs)
+        r = res[name] = dict(calls=calls, ms=statistics.median(f_ms), ms_all=f_ms,
+                             loop_ms=statistics.median(loop_ms), loop_ms_all=loop_ms)
+        r["ns_raw"] = r["ms"] * 1e6 / calls
+        r["ns_loop"] = r["loop_ms"] * 1e6 / calls
+        r["ns_net"] = diff * 1e6 / calls
         r["per_s_raw"] = 1e9 / r["ns_raw"]
-        r["per_s_net"] = 1e9 / r["ns_net"]
+        r["per_s_net"] = 1e9 / r["ns_net"] if r["ns_net"] > 0 else float("inf")
     return res
 
 
