@@ -3,6 +3,7 @@
 //! The wiring lives here: the module list, the hand-written SQL in install order, and
 //! `_PG_init`. Each module is named after what it does.
 
+mod cache;
 mod context;
 mod error;
 mod guard;
@@ -42,6 +43,11 @@ pgrx::extension_sql_file!(
     requires = ["bootstrap"]
 );
 pgrx::extension_sql_file!(
+    "../sql/cache.sql",
+    name = "cache",
+    requires = ["tokens_schema", cache::cache_invalidate]
+);
+pgrx::extension_sql_file!(
     "../sql/tokens.sql",
     name = "tokens",
     requires = [
@@ -72,6 +78,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    cache::init();
     journal::init();
     log::init();
     guard::init();

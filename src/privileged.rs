@@ -8,11 +8,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::rc::Rc;
 
 use pgrx::spi::{OwnedPreparedStatement, SpiHeapTupleData};
-use pgrx::{pg_sys, PgOid, Spi};
+use pgrx::{pg_sys, FromDatum, PgOid, Spi};
 
 thread_local! {
     /// The fixed queries, prepared once per backend (plans are revalidated by PostgreSQL when
@@ -50,6 +50,125 @@ pub fn query_one<R>(
                 .select(&*plan, Some(1), args)
                 .expect("a fixed query runs");
             table.into_iter().next().map(|row| map(&row))
+        })
+    })
+}
+
+thread_local! {
+    /// The fixed queries read with a fresh snapshot, prepared and kept once per backend.
+    static RAW_PLANS: RefCell<HashMap<&'static str, usize>> = RefCell::new(HashMap::new());
+}
+
+/// One row of a query run by [`query_rows`]; valid while the row callback runs.
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    fn raw(&self, column: i32) -> Option<pg_sys::Datum> {
+        let mut is_null = false;
+        // SAFETY: tuple and descriptor come from SPI_tuptable of the running query; a column
+        // number out of range yields NULL with SPI_result set, which is_null reports.
+        let datum = unsafe { pg_sys::SPI_getbinval(self.tuple, self.desc, column, &mut is_null) };
+        (!is_null).then_some(datum)
+    }
+
+    /// Column `column` (1-based) converted to a Rust value (copied out of SPI memory).
+    pub fn get<T: FromDatum>(&self, column: i32) -> Option<T> {
+        let datum = self.raw(column)?;
+        // SAFETY: the queries are fixed, so every caller names the column's real type.
+        unsafe { T::from_datum(datum, false) }
+    }
+
+    /// A `timestamptz` column as PostgreSQL's microseconds since 2000-01-01
+    /// (`i64::MAX` for `infinity`, `i64::MIN` for `-infinity`).
+    pub fn timestamp_us(&self, column: i32) -> Option<i64> {
+        self.raw(column).map(|d| d.value() as i64)
+    }
+}
+
+/// Runs one of pg_tenancy's fixed, schema-qualified queries as the bootstrap superuser,
+/// read-only, calling `each` per row.
+///
+/// With `fresh`, the query reads with a snapshot taken now rather than the statement's or the
+/// transaction's. The caches read through this: an answer cached after the invalidation
+/// messages were processed must include every change committed before them, which only a new
+/// snapshot guarantees (a REPEATABLE READ transaction's snapshot can be older). `fresh` is not
+/// allowed in parallel mode (`GetLatestSnapshot` refuses it): the caller checks.
+pub fn query_rows(
+    sql: &'static str,
+    fresh: bool,
+    arg_types: &[pg_sys::Oid],
+    args: &[pgrx::datum::DatumWithOid],
+    mut each: impl FnMut(&Row),
+) {
+    as_superuser(|| {
+        Spi::connect(|_client| {
+            let plan = RAW_PLANS.with(|p| p.borrow().get(sql).copied());
+            let plan = match plan {
+                Some(plan) => plan as pg_sys::SPIPlanPtr,
+                None => {
+                    let text = CString::new(sql).expect("a fixed query has no NUL byte");
+                    let mut types = arg_types.to_vec();
+                    // SAFETY: inside SPI_connect; text and types outlive the call.
+                    let plan = unsafe {
+                        pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr())
+                    };
+                    // SAFETY: a plan SPI_prepare returned, kept for the backend's lifetime.
+                    if plan.is_null() || unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
+                        panic!("a fixed query prepares");
+                    }
+                    RAW_PLANS.with(|p| p.borrow_mut().insert(sql, plan as usize));
+                    plan
+                }
+            };
+            let mut values: Vec<pg_sys::Datum> = args
+                .iter()
+                .map(|a| {
+                    a.datum()
+                        .map_or(pg_sys::Datum::from(0), |d| d.sans_lifetime())
+                })
+                .collect();
+            let nulls: Vec<std::ffi::c_char> = args
+                .iter()
+                .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+                .collect();
+            // SAFETY: a kept plan, as many values and nulls as it has parameters; a fresh
+            // snapshot is copied and pushed by SPI for the duration of the query, else the
+            // statement's active snapshot is used (read-only execution).
+            let status = unsafe {
+                if fresh {
+                    pg_sys::SPI_execute_snapshot(
+                        plan,
+                        values.as_mut_ptr(),
+                        nulls.as_ptr(),
+                        pg_sys::GetLatestSnapshot(),
+                        std::ptr::null_mut(),
+                        true,
+                        false,
+                        0,
+                    )
+                } else {
+                    pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), true, 0)
+                }
+            };
+            if status != pg_sys::SPI_OK_SELECT as i32 {
+                panic!("a fixed query runs (SPI status {status})");
+            }
+            // SAFETY: SPI_tuptable holds SPI_processed rows of the query just run.
+            unsafe {
+                let table = pg_sys::SPI_tuptable;
+                if table.is_null() {
+                    return;
+                }
+                for i in 0..pg_sys::SPI_processed as usize {
+                    each(&Row {
+                        tuple: *(*table).vals.add(i),
+                        desc: (*table).tupdesc,
+                    });
+                }
+            }
         })
     })
 }

@@ -1,33 +1,40 @@
 //! Role-based access checks for the context's actor in the context's tenant.
 //!
-//! Every answer is read from the membership tables. Within one statement the answers are
-//! cached (keyed on the transaction, the top-level statement, the command id and the context),
-//! so a policy that calls `has_permission()` costs one look-up per statement, and a role change
-//! is seen by the next statement: no cache outlives it.
+//! The rows come from the per-backend caches of `cache`, which see a committed change at the
+//! next statement. On top of them, the actor is fixed for the statement (keyed on the
+//! transaction, the top-level statement, the command id and the context), so every row of one
+//! statement is checked against the same answer.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
 use uuid::Uuid;
 
+use crate::cache::{self, Membership, RoleInfo};
 use crate::context::{self, Context};
-use crate::{error, log, privileged, statement};
+use crate::{error, log, statement};
 
-/// The actor of the context, as the membership tables describe it right now.
+/// The actor of the context, as the membership tables describe it now.
 #[derive(Debug, Default)]
 pub struct Actor {
     pub platform_admin: bool,
     pub role: Option<String>,
-    pub rank: Option<i32>,
-    pub grants: Vec<String>,
+    info: Option<Rc<RoleInfo>>,
 }
 
 impl Actor {
     /// Whether the actor holds `permission`, before any narrowing by scopes.
     fn holds(&self, permission: &str) -> bool {
-        self.platform_admin || self.grants.iter().any(|g| grant_covers(g, permission))
+        self.platform_admin
+            || self
+                .info
+                .as_ref()
+                .is_some_and(|i| i.grants.iter().any(|g| grant_covers(g, permission)))
+    }
+
+    fn rank(&self) -> Option<i32> {
+        self.info.as_ref().map(|i| i.rank)
     }
 }
 
@@ -89,8 +96,6 @@ impl StatementKey {
 struct Cache {
     key: Option<StatementKey>,
     actor: Option<Option<Rc<Actor>>>,
-    permission_known: HashMap<String, bool>,
-    role_rank: HashMap<String, Option<i32>>,
 }
 
 impl Cache {
@@ -114,40 +119,20 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
-const ACTOR_SQL: &str = include_str!("../sql/queries/actor.sql");
-const PERMISSION_SQL: &str = include_str!("../sql/queries/permission_exists.sql");
-const ROLE_RANK_SQL: &str = include_str!("../sql/queries/role_rank.sql");
-const TENANT_ACTIVE_SQL: &str = include_str!("../sql/queries/tenant_active.sql");
-
-fn uuid_arg(u: Uuid) -> pgrx::datum::DatumWithOid<'static> {
-    pgrx::Uuid::from_bytes(*u.as_bytes()).into()
-}
-
-/// The user's standing in the tenant, read now (no cache).
+/// The user's standing in the tenant, as the tables say now (through the backend's cache).
 pub fn lookup_actor(tenant: Uuid, user: Uuid) -> Actor {
-    privileged::query_one(
-        ACTOR_SQL,
-        &[pg_sys::UUIDOID, pg_sys::UUIDOID],
-        &[uuid_arg(tenant), uuid_arg(user)],
-        |row| Actor {
-            platform_admin: row.get::<bool>(1).ok().flatten().unwrap_or(false),
-            role: row.get::<String>(2).ok().flatten(),
-            rank: row.get::<i32>(3).ok().flatten(),
-            grants: row.get::<Vec<String>>(4).ok().flatten().unwrap_or_default(),
-        },
-    )
-    .unwrap_or_default()
+    let membership: Rc<Membership> = cache::membership(tenant, user);
+    let info = membership.role.as_deref().and_then(cache::role);
+    Actor {
+        platform_admin: membership.platform_admin,
+        role: membership.role.clone(),
+        info,
+    }
 }
 
-/// Whether the tenant exists and is active, read now.
+/// Whether the tenant exists and is active.
 pub fn tenant_is_active(tenant: Uuid) -> bool {
-    privileged::query_one(
-        TENANT_ACTIVE_SQL,
-        &[pg_sys::UUIDOID],
-        &[uuid_arg(tenant)],
-        |row| row.get::<bool>(1).ok().flatten().unwrap_or(false),
-    )
-    .unwrap_or(false)
+    cache::tenant_active(tenant).unwrap_or(false)
 }
 
 /// The actor of the current context (cached for the statement); `None` without an actor.
@@ -170,22 +155,7 @@ fn check_permission_name(permission: Option<&str>) -> &str {
             "pass a permission name such as 'orders:read'",
         );
     };
-    let known = Cache::with(|cache| {
-        if let Some(known) = cache.permission_known.get(permission) {
-            return *known;
-        }
-        let known = permission.len() <= 127
-            && privileged::query_one(
-                PERMISSION_SQL,
-                &[pg_sys::TEXTOID],
-                &[permission.into()],
-                |_| true,
-            )
-            .unwrap_or(false);
-        cache.permission_known.insert(permission.to_owned(), known);
-        known
-    });
-    if !known {
+    if !cache::permission_exists(permission) {
         error::bad_argument(
             format!("tenancy: unknown permission {}", error::echo(permission)),
             "permissions are rows of tenancy.permissions, named resource:action",
@@ -202,23 +172,8 @@ fn role_rank(role: Option<&str>) -> (String, i32) {
             "pass a role name such as 'staff'",
         );
     };
-    let rank = Cache::with(|cache| {
-        if let Some(rank) = cache.role_rank.get(role) {
-            return *rank;
-        }
-        let rank = if role.len() <= 63 {
-            privileged::query_one(ROLE_RANK_SQL, &[pg_sys::TEXTOID], &[role.into()], |row| {
-                row.get::<i32>(1).ok().flatten()
-            })
-            .flatten()
-        } else {
-            None
-        };
-        cache.role_rank.insert(role.to_owned(), rank);
-        rank
-    });
-    match rank {
-        Some(rank) => (role.to_owned(), rank),
+    match cache::role(role) {
+        Some(info) => (role.to_owned(), info.rank),
         None => error::bad_argument(
             format!("tenancy: unknown role {}", error::echo(role)),
             "roles are rows of tenancy.roles: owner, admin, manager, staff, viewer or your own",
@@ -243,7 +198,7 @@ fn role_decision(min_rank: i32) -> Option<bool> {
         return Some(false);
     }
     let granted = match actor() {
-        Some(actor) => actor.platform_admin || actor.rank.is_some_and(|r| r >= min_rank),
+        Some(actor) => actor.platform_admin || actor.rank().is_some_and(|r| r >= min_rank),
         None => false,
     };
     Some(granted)

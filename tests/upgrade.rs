@@ -66,6 +66,10 @@ fn extension_objects(c: &mut Client) -> BTreeSet<String> {
         "SELECT tablename || ' ' || policyname || ' ' || permissive || ' ' || roles::text || ' ' ||
                 cmd || ' ' || coalesce(qual, '') || ' ' || coalesce(with_check, '')
            FROM pg_policies WHERE schemaname = 'tenancy'",
+        // Triggers on pg_tenancy's tables (cache invalidation), with their firing mode.
+        "SELECT c.relname || ' ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+          WHERE c.relnamespace = 'tenancy'::regnamespace AND NOT t.tgisinternal",
         // Event triggers.
         "SELECT evtname || ' ' || evtevent || ' ' || evtfoid::regproc::text || ' ' || evtenabled::text || ' ' ||
                 coalesce(array_to_string(evttags, ','), '')

@@ -6,10 +6,12 @@ use tenancy_tokens::api_token;
 use uuid::Uuid;
 
 use super::{check_standing, random_bytes, write_if_possible};
+use crate::cache;
 use crate::context::{Context, Source};
-use crate::privileged;
 
-const LOOKUP_SQL: &str = include_str!("../../sql/queries/api_token_lookup.sql");
+/// How stale `last_used_at` may get: one minute.
+const TOUCH_INTERVAL_US: i64 = 60_000_000;
+
 const TOUCH_SQL: &str = include_str!("../../sql/queries/api_token_touch.sql");
 
 /// A new token for the given id, from 256 bits of PostgreSQL's strong random source.
@@ -25,46 +27,13 @@ fn new_api_token(id: Option<pgrx::Uuid>) -> String {
     api_token::format(id.as_bytes(), &random_bytes::<32>())
 }
 
-struct Row {
-    tenant: Uuid,
-    created_by: Uuid,
-    scopes: Vec<String>,
-    hash: Vec<u8>,
-    revoked: bool,
-    expired: bool,
-    stale: bool,
-}
-
-fn lookup(id: Uuid) -> Option<Row> {
-    let arg: pgrx::Uuid = pgrx::Uuid::from_bytes(*id.as_bytes());
-    privileged::query_one(LOOKUP_SQL, &[pg_sys::UUIDOID], &[arg.into()], |row| {
-        let uuid = |i: usize| {
-            row.get::<pgrx::Uuid>(i)
-                .ok()
-                .flatten()
-                .map(|u| Uuid::from_bytes(*u.as_bytes()))
-        };
-        let flag = |i: usize| row.get::<bool>(i).ok().flatten().unwrap_or(true);
-        Some(Row {
-            tenant: uuid(1)?,
-            created_by: uuid(2)?,
-            scopes: row.get::<Vec<String>>(3).ok().flatten()?,
-            hash: row.get::<Vec<u8>>(4).ok().flatten()?,
-            revoked: flag(5),
-            expired: flag(6),
-            stale: row.get::<bool>(7).ok().flatten().unwrap_or(false),
-        })
-    })
-    .flatten()
-}
-
 /// Verifies an API token and returns the context it opens, or why not.
 pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'static str)> {
     let id = api_token::parse(token)
         .map(Uuid::from_bytes)
         .map_err(|r| (None, None, r.as_str()))?;
     let computed = api_token::hash(token);
-    let Some(row) = lookup(id) else {
+    let Some(row) = cache::api_token(id) else {
         // Same work as a known id, so that timing does not tell the two apart.
         let _ = tenancy_tokens::ct_eq(&computed, &[0u8; 32]);
         return Err((None, Some(id), "unknown_token"));
@@ -75,7 +44,14 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'sta
     if row.revoked {
         return Err((Some(row.tenant), Some(id), "revoked"));
     }
-    if row.expired {
+    // SAFETY: plain reads of the clock and of transaction state.
+    let (now, xact_start) = unsafe {
+        (
+            pg_sys::GetCurrentTimestamp(),
+            pg_sys::GetCurrentTransactionStartTimestamp(),
+        )
+    };
+    if row.expires_us.is_some_and(|at| at <= now) {
         return Err((Some(row.tenant), Some(id), "expired"));
     }
     let ctx = Context {
@@ -84,11 +60,17 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'sta
         token: Some(id),
         actor: Some(row.created_by),
         source: Source::ApiToken,
-        scopes: Some(row.scopes),
+        scopes: Some(row.scopes.clone()),
     };
     check_standing(&ctx).map_err(|reason| (Some(row.tenant), Some(id), reason))?;
-    if row.stale {
-        write_if_possible(TOUCH_SQL, &[pgrx::Uuid::from_bytes(*id.as_bytes()).into()]);
+    // last_used_at is written at most once a minute per token (the UPDATE checks it again).
+    let stale = row
+        .last_used_us
+        .get()
+        .is_none_or(|at| at < xact_start.saturating_sub(TOUCH_INTERVAL_US))
+        && !cache::token_touched_now(id);
+    if stale && write_if_possible(TOUCH_SQL, &[pgrx::Uuid::from_bytes(*id.as_bytes()).into()]) {
+        cache::token_touched(id, xact_start);
     }
     Ok(ctx)
 }

@@ -12,9 +12,8 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::random_bytes;
-use crate::{error, privileged};
+use crate::{cache, error, privileged};
 
-const ACTIVE_KEY_SQL: &str = include_str!("../../sql/queries/active_key.sql");
 const NEWEST_KEY_SQL: &str = include_str!("../../sql/queries/newest_key.sql");
 const INSERT_KEY_SQL: &str = include_str!("../../sql/queries/insert_key.sql");
 const RETIRE_KEY_SQL: &str = include_str!("../../sql/queries/retire_key.sql");
@@ -29,11 +28,7 @@ pub fn active_secret(kid: &str) -> Option<Vec<u8>> {
     if kid.is_empty() || kid.len() > 64 {
         return None;
     }
-    privileged::query_one(ACTIVE_KEY_SQL, &[pg_sys::TEXTOID], &[kid.into()], |row| {
-        row.get::<Vec<u8>>(1).ok().flatten()
-    })
-    .flatten()
-    .map(|secret| hmac_key(&secret))
+    cache::signing_secret(kid).map(|secret| hmac_key(&secret))
 }
 
 fn insert_key(client: &mut SpiClient<'_>) -> (String, Vec<u8>) {

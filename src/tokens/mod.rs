@@ -107,16 +107,17 @@ fn check_standing(ctx: &Context) -> Result<(), &'static str> {
 }
 
 /// Runs a write as the bootstrap superuser, unless the transaction cannot write (a read-only
-/// transaction or a standby), in which case it is skipped.
-pub fn write_if_possible(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
+/// transaction or a standby), in which case it is skipped. Returns whether it ran.
+pub fn write_if_possible(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> bool {
     // SAFETY: plain reads of transaction state.
     let read_only = unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() };
     if read_only {
-        return;
+        return false;
     }
     privileged::as_superuser(|| {
         Spi::connect_mut(|client| {
             client.update(sql, None, args).expect("a fixed update runs");
         })
     });
+    true
 }

@@ -157,3 +157,15 @@ SELECT count(*) AS permissions FROM tenancy.permissions WHERE seeded;
 SELECT count(*) AS grants FROM tenancy.role_permissions WHERE seeded;
 RESET ROLE;
 DROP ROLE regress_install_client;
+
+-- Cache invalidation: one statement-level trigger per cached table, enabled ALWAYS (see
+-- src/cache.rs); api_tokens' fires on updates of every column but last_used_at.
+SELECT c.relname, t.tgname, t.tgenabled, pg_get_triggerdef(t.oid) ~ 'FOR EACH STATEMENT' AS per_statement,
+       t.tgtype & 60 = 60 AS insert_update_delete_truncate,
+       (SELECT string_agg(a.attname, ',' ORDER BY a.attnum)
+          FROM pg_attribute a
+         WHERE a.attrelid = c.oid AND a.attnum = ANY (t.tgattr::int2[])) AS update_of
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE c.relnamespace = 'tenancy'::regnamespace AND NOT t.tgisinternal
+ ORDER BY 1, 2;

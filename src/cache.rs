@@ -1,0 +1,598 @@
+//! Per-backend caches of pg_tenancy's authorisation data: tenant status, memberships, roles
+//! and their grants, permission names, API-token rows and signing keys.
+//!
+//! Every `set_tenant()`, `authenticate()` and permission check needs some of these rows; read
+//! with SPI each time they cost more than the query they guard. They change rarely, so each
+//! backend keeps what it has read, and PostgreSQL's own invalidation machinery says when to
+//! forget it:
+//!
+//! - a statement-level trigger (`tenancy.cache_invalidate()`, `ENABLE ALWAYS`) on each of the
+//!   eight tables queues a relation-cache invalidation of that table, which PostgreSQL sends
+//!   to every backend when (and only when) the writing transaction commits, after the change
+//!   became visible; an aborted change sends nothing to others and is forgotten locally;
+//! - a relcache callback registered here marks the caches of that table stale;
+//! - the first look-up of every statement processes the pending invalidation messages, so a
+//!   change committed before a statement starts is seen by that statement, as before the
+//!   caches existed (also inside a long transaction);
+//! - a miss is read with a fresh snapshot taken after the messages were processed (see
+//!   [`privileged::query_rows`]), and is not stored when an invalidation arrived meanwhile.
+//!
+//! Nothing is cached unless the eight triggers exist and are enabled ALWAYS (checked once,
+//! then again after any invalidation of these tables): a library newer than the installed SQL
+//! (before `ALTER EXTENSION pg_tenancy UPDATE`), or a superuser's `DISABLE TRIGGER`, turns the
+//! caches off rather than letting them go stale. Sizes are bounded; what is looked up with
+//! attacker-chosen keys (unknown tokens, unknown kids, unknown tenants) is never stored.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::hash::Hash;
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use uuid::Uuid;
+
+use crate::{privileged, statement};
+
+/// pg_tenancy's tables whose rows are cached, in the order of the bits below.
+const TABLES: [&str; 8] = [
+    "tenants",
+    "users",
+    "memberships",
+    "roles",
+    "role_permissions",
+    "permissions",
+    "api_tokens",
+    "signing_keys",
+];
+const TENANTS: u32 = 1 << 0;
+const USERS: u32 = 1 << 1;
+const MEMBERSHIPS: u32 = 1 << 2;
+const ROLES: u32 = 1 << 3;
+const ROLE_PERMISSIONS: u32 = 1 << 4;
+const PERMISSIONS: u32 = 1 << 5;
+const API_TOKENS: u32 = 1 << 6;
+const SIGNING_KEYS: u32 = 1 << 7;
+const ALL_TABLES: u32 = (1 << 8) - 1;
+/// The triggers must be checked again.
+const RECHECK: u32 = 1 << 31;
+
+const TRIGGERS_SQL: &str = include_str!("../sql/queries/cache_triggers.sql");
+const TENANT_SQL: &str = include_str!("../sql/queries/tenant_active.sql");
+const MEMBER_SQL: &str = include_str!("../sql/queries/member.sql");
+const ROLE_SQL: &str = include_str!("../sql/queries/role.sql");
+const PERMISSION_SQL: &str = include_str!("../sql/queries/permission_exists.sql");
+const TOKEN_SQL: &str = include_str!("../sql/queries/api_token_lookup.sql");
+const KEY_SQL: &str = include_str!("../sql/queries/active_key.sql");
+
+/// A user's standing in a tenant: platform admin flag and membership role.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub platform_admin: bool,
+    pub role: Option<String>,
+}
+
+/// A role: its rank and the permissions it grants (`*`, `resource:*` or exact names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub rank: i32,
+    pub grants: Vec<String>,
+}
+
+/// An API token's row, as `authenticate()` decides on it.
+#[derive(Debug)]
+pub struct TokenRow {
+    pub tenant: Uuid,
+    pub created_by: Uuid,
+    pub scopes: Vec<String>,
+    pub hash: Vec<u8>,
+    pub revoked: bool,
+    /// `expires_at` in PostgreSQL microseconds, `None` when it never expires.
+    pub expires_us: Option<i64>,
+    /// `last_used_at` as this backend last knew it (PostgreSQL microseconds).
+    pub last_used_us: Cell<Option<i64>>,
+}
+
+/// A map of bounded size that keeps recently used entries: two generations, the older one
+/// dropped when the newer fills up (an approximation of LRU without per-entry bookkeeping).
+struct Bounded<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+    half: usize,
+}
+
+impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
+    fn new(capacity: usize) -> Self {
+        Bounded {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            half: (capacity / 2).max(1),
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let (key, value) = self.old.remove_entry(key)?;
+        self.insert(key, value.clone());
+        Some(value)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.young.len() >= self.half && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+
+    fn clear(&mut self) {
+        self.young = HashMap::new();
+        self.old = HashMap::new();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
+struct Caches {
+    /// Whether the invalidation triggers are in place: `None` until checked.
+    triggers_ok: Option<bool>,
+    tenants: Bounded<Uuid, bool>,
+    members: Bounded<(Uuid, Uuid), Rc<Membership>>,
+    roles: Bounded<String, Option<Rc<RoleInfo>>>,
+    permissions: Bounded<String, bool>,
+    tokens: Bounded<Uuid, Rc<TokenRow>>,
+    keys: Bounded<String, Rc<Vec<u8>>>,
+}
+
+impl Caches {
+    fn new() -> Self {
+        Caches {
+            triggers_ok: None,
+            tenants: Bounded::new(131_072),
+            members: Bounded::new(65_536),
+            roles: Bounded::new(1_024),
+            permissions: Bounded::new(4_096),
+            tokens: Bounded::new(16_384),
+            keys: Bounded::new(256),
+        }
+    }
+
+    /// Forgets what depends on the tables in `stale`.
+    fn forget(&mut self, stale: u32) {
+        if stale & TENANTS != 0 {
+            self.tenants.clear();
+        }
+        if stale & (USERS | MEMBERSHIPS) != 0 {
+            self.members.clear();
+        }
+        if stale & (ROLES | ROLE_PERMISSIONS) != 0 {
+            self.roles.clear();
+        }
+        if stale & PERMISSIONS != 0 {
+            self.permissions.clear();
+        }
+        if stale & API_TOKENS != 0 {
+            self.tokens.clear();
+        }
+        if stale & SIGNING_KEYS != 0 {
+            self.keys.clear();
+        }
+        if stale & RECHECK != 0 {
+            self.triggers_ok = None;
+        }
+    }
+}
+
+thread_local! {
+    static CACHES: RefCell<Caches> = RefCell::new(Caches::new());
+    /// Oids of the eight tables (index as in `TABLES`), known once the triggers were checked.
+    static OIDS: Cell<[pg_sys::Oid; 8]> = const { Cell::new([pg_sys::InvalidOid; 8]) };
+    /// Tables invalidated since the caches last looked (bits as above). Written by the
+    /// callback, which must not touch `CACHES` (it may run in the middle of a look-up).
+    static STALE: Cell<u32> = const { Cell::new(0) };
+    /// Counts every relation-cache invalidation this backend processed: a look-up that saw it
+    /// move does not store its answer.
+    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
+    /// The statement that last processed invalidation messages.
+    static SYNCED: Cell<(u32, u64, u32)> = const { Cell::new((0, 0, 0)) };
+    /// API tokens whose `last_used_at` this transaction wrote: (subtransaction, token, time).
+    static TOUCHED: RefCell<Vec<(pg_sys::SubTransactionId, Uuid, i64)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+pub fn init() {
+    // SAFETY: called once from _PG_init; the callbacks live as long as the library.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    INVALIDATIONS.with(|n| n.set(n.get().wrapping_add(1)));
+    let bits = if relid == pg_sys::InvalidOid {
+        ALL_TABLES | RECHECK
+    } else {
+        match OIDS.with(|o| o.get()).iter().position(|o| *o == relid) {
+            Some(i) => (1 << i) | RECHECK,
+            None => 0,
+        }
+    };
+    if bits != 0 {
+        STALE.with(|s| s.set(s.get() | bits));
+    }
+}
+
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT => {
+            let touched = TOUCHED.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            if !touched.is_empty() {
+                CACHES.with(|c| {
+                    if let Ok(mut caches) = c.try_borrow_mut() {
+                        for (_, id, at) in touched {
+                            if let Some(row) = caches.tokens.get(&id) {
+                                row.last_used_us.set(Some(at));
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PREPARE => TOUCHED.with(|t| t.borrow_mut().clear()),
+        _ => {}
+    }
+}
+
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        TOUCHED.with(|t| t.borrow_mut().retain(|(subid, _, _)| *subid < my_subid));
+    }
+}
+
+/// The trigger on each cached table: queues an invalidation of the table's relation-cache
+/// entry, which PostgreSQL delivers to every backend when the transaction commits (and to this
+/// one at its next command). Internal: installed by the extension script, FOR EACH STATEMENT.
+#[pg_trigger]
+fn cache_invalidate<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let relid = trigger.relid()?;
+    // SAFETY: relid is the oid of the table the trigger fired on.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Ok(None)
+}
+
+/// Once per statement, processes pending invalidation messages (PostgreSQL does so at
+/// transaction start and when it takes a new lock; a long transaction needs it here too).
+fn sync() {
+    // SAFETY: plain reads of backend-local transaction state.
+    let now = unsafe {
+        (
+            lxid(),
+            statement::current(),
+            pg_sys::GetCurrentCommandId(false),
+        )
+    };
+    if SYNCED.with(|s| s.get()) != now {
+        // SAFETY: processing invalidations is allowed wherever a lock may be taken.
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+        SYNCED.with(|s| s.set(now));
+    }
+}
+
+fn lxid() -> u32 {
+    // SAFETY: MyProc is valid in a backend.
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+        return (*pg_sys::MyProc).lxid;
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+        return (*pg_sys::MyProc).vxid.lxid;
+    }
+}
+
+/// Applies the invalidations noted by the callback.
+fn apply_stale(caches: &mut Caches) {
+    let stale = STALE.with(|s| s.replace(0));
+    if stale != 0 {
+        caches.forget(stale);
+    }
+}
+
+fn in_parallel_mode() -> bool {
+    // SAFETY: plain read of transaction state.
+    unsafe { pg_sys::IsInParallelMode() }
+}
+
+/// Whether the invalidation triggers are in place (so caching is safe), checking when needed.
+fn triggers_ok() -> bool {
+    let known = CACHES.with(|c| {
+        let mut caches = c.borrow_mut();
+        apply_stale(&mut caches);
+        caches.triggers_ok
+    });
+    if let Some(ok) = known {
+        return ok;
+    }
+    if in_parallel_mode() {
+        return false;
+    }
+    let before = INVALIDATIONS.with(|n| n.get());
+    let mut oids = [pg_sys::InvalidOid; 8];
+    let mut ok = true;
+    let names: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+    let mut seen = 0;
+    privileged::query_rows(
+        TRIGGERS_SQL,
+        true,
+        &[pg_sys::TEXTARRAYOID],
+        &[names.into()],
+        |row| {
+            let name = row.get::<String>(1).unwrap_or_default();
+            let oid = row.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::InvalidOid);
+            let has_trigger = row.get::<bool>(3).unwrap_or(false);
+            if let Some(i) = TABLES.iter().position(|t| *t == name) {
+                oids[i] = oid;
+                seen += 1;
+                ok &= has_trigger;
+            }
+        },
+    );
+    ok &= seen == TABLES.len();
+    OIDS.with(|o| o.set(oids));
+    CACHES.with(|c| {
+        let mut caches = c.borrow_mut();
+        apply_stale(&mut caches);
+        // An invalidation during the check (say, a trigger being disabled) makes it moot.
+        if INVALIDATIONS.with(|n| n.get()) == before {
+            caches.triggers_ok = Some(ok);
+        } else {
+            caches.forget(ALL_TABLES);
+        }
+    });
+    ok
+}
+
+/// The cached answer for `key`, else `load()`'s, stored when it is `Some` and storing is safe.
+fn cached<K, V>(
+    map: fn(&mut Caches) -> &mut Bounded<K, V>,
+    key: K,
+    load: impl FnOnce(bool) -> Option<V>,
+) -> Option<V>
+where
+    K: Hash + Eq,
+    V: Clone,
+{
+    sync();
+    let use_cache = triggers_ok();
+    if use_cache {
+        let hit = CACHES.with(|c| {
+            let mut caches = c.borrow_mut();
+            apply_stale(&mut caches);
+            map(&mut caches).get(&key)
+        });
+        if hit.is_some() {
+            return hit;
+        }
+    }
+    let fresh = !in_parallel_mode();
+    let before = INVALIDATIONS.with(|n| n.get());
+    let value = load(fresh);
+    if use_cache && fresh {
+        if let Some(value) = &value {
+            CACHES.with(|c| {
+                let mut caches = c.borrow_mut();
+                apply_stale(&mut caches);
+                if caches.triggers_ok == Some(true) && INVALIDATIONS.with(|n| n.get()) == before {
+                    map(&mut caches).insert(key, value.clone());
+                }
+            });
+        }
+    }
+    value
+}
+
+/// Runs a fixed query for its first row: with a fresh snapshot when `fresh` (answers that may
+/// be cached), else with the statement's (parallel mode).
+fn first_row<R>(
+    fresh: bool,
+    sql: &'static str,
+    arg_types: &[pg_sys::Oid],
+    args: &[pgrx::datum::DatumWithOid],
+    map: impl Fn(&privileged::Row) -> R,
+) -> Option<R> {
+    let mut out = None;
+    privileged::query_rows(sql, fresh, arg_types, args, |row| {
+        if out.is_none() {
+            out = Some(map(row));
+        }
+    });
+    out
+}
+
+fn uuid_arg(u: Uuid) -> pgrx::datum::DatumWithOid<'static> {
+    pgrx::Uuid::from_bytes(*u.as_bytes()).into()
+}
+
+fn uuid_col(row: &privileged::Row, column: i32) -> Option<Uuid> {
+    row.get::<pgrx::Uuid>(column)
+        .map(|u| Uuid::from_bytes(*u.as_bytes()))
+}
+
+/// Whether the tenant is active; `None` when it does not exist.
+pub fn tenant_active(tenant: Uuid) -> Option<bool> {
+    cached(
+        |c| &mut c.tenants,
+        tenant,
+        |fresh| {
+            first_row(
+                fresh,
+                TENANT_SQL,
+                &[pg_sys::UUIDOID],
+                &[uuid_arg(tenant)],
+                |row| row.get::<bool>(1).unwrap_or(false),
+            )
+        },
+    )
+}
+
+/// The user's standing in the tenant (default: not a member, not a platform admin).
+pub fn membership(tenant: Uuid, user: Uuid) -> Rc<Membership> {
+    cached(
+        |c| &mut c.members,
+        (tenant, user),
+        |fresh| {
+            let found = first_row(
+                fresh,
+                MEMBER_SQL,
+                &[pg_sys::UUIDOID, pg_sys::UUIDOID],
+                &[uuid_arg(tenant), uuid_arg(user)],
+                |row| Membership {
+                    platform_admin: row.get::<bool>(1).unwrap_or(false),
+                    role: row.get::<String>(2),
+                },
+            );
+            Some(Rc::new(found.unwrap_or_default()))
+        },
+    )
+    .unwrap_or_default()
+}
+
+/// A role's rank and grants; `None` for an unknown role.
+pub fn role(name: &str) -> Option<Rc<RoleInfo>> {
+    if name.len() > 63 {
+        return None;
+    }
+    cached(
+        |c| &mut c.roles,
+        name.to_owned(),
+        |fresh| {
+            let found = first_row(fresh, ROLE_SQL, &[pg_sys::TEXTOID], &[name.into()], |row| {
+                row.get::<i32>(1).map(|rank| RoleInfo {
+                    rank,
+                    grants: row.get::<Vec<String>>(2).unwrap_or_default(),
+                })
+            });
+            Some(found.flatten().map(Rc::new))
+        },
+    )
+    .flatten()
+}
+
+/// Whether `name` is a row of `tenancy.permissions`.
+pub fn permission_exists(name: &str) -> bool {
+    if name.len() > 127 {
+        return false;
+    }
+    cached(
+        |c| &mut c.permissions,
+        name.to_owned(),
+        |fresh| {
+            Some(
+                first_row(
+                    fresh,
+                    PERMISSION_SQL,
+                    &[pg_sys::TEXTOID],
+                    &[name.into()],
+                    |_| true,
+                )
+                .unwrap_or(false),
+            )
+        },
+    )
+    .unwrap_or(false)
+}
+
+/// An API token's row by id; `None` for an unknown id (never cached).
+pub fn api_token(id: Uuid) -> Option<Rc<TokenRow>> {
+    cached(
+        |c| &mut c.tokens,
+        id,
+        |fresh| {
+            first_row(
+                fresh,
+                TOKEN_SQL,
+                &[pg_sys::UUIDOID],
+                &[uuid_arg(id)],
+                |row| {
+                    Some(TokenRow {
+                        tenant: uuid_col(row, 1)?,
+                        created_by: uuid_col(row, 2)?,
+                        scopes: row.get::<Vec<String>>(3)?,
+                        hash: row.get::<Vec<u8>>(4)?,
+                        revoked: row.get::<bool>(5).unwrap_or(true),
+                        expires_us: row.timestamp_us(6),
+                        last_used_us: Cell::new(row.timestamp_us(7)),
+                    })
+                },
+            )
+            .flatten()
+            .map(Rc::new)
+        },
+    )
+}
+
+/// Whether this transaction already wrote the token's `last_used_at`.
+pub fn token_touched_now(id: Uuid) -> bool {
+    TOUCHED.with(|t| t.borrow().iter().any(|(_, touched, _)| *touched == id))
+}
+
+/// Notes that this transaction wrote the token's `last_used_at`; the cached row learns it
+/// when the transaction commits.
+pub fn token_touched(id: Uuid, at: i64) {
+    // SAFETY: plain read of transaction state.
+    let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    TOUCHED.with(|t| t.borrow_mut().push((subid, id, at)));
+}
+
+/// The stored secret of an active signing key; `None` for an unknown or retired kid (never
+/// cached).
+pub fn signing_secret(kid: &str) -> Option<Rc<Vec<u8>>> {
+    cached(
+        |c| &mut c.keys,
+        kid.to_owned(),
+        |fresh| {
+            first_row(fresh, KEY_SQL, &[pg_sys::TEXTOID], &[kid.into()], |row| {
+                row.get::<Vec<u8>>(1)
+            })
+            .flatten()
+            .map(Rc::new)
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bounded;
+
+    #[test]
+    fn bounded_map_keeps_recent_entries_within_capacity() {
+        let mut m: Bounded<u32, u32> = Bounded::new(4);
+        for i in 0..10 {
+            m.insert(i, i * 10);
+            assert!(m.len() <= 4, "len {} after {i}", m.len());
+        }
+        assert_eq!(m.get(&9), Some(90));
+        assert_eq!(m.get(&0), None);
+        // A hit in the older generation survives the next rotation.
+        m.insert(100, 1);
+        assert_eq!(m.get(&9), Some(90));
+        m.insert(101, 2);
+        m.insert(102, 3);
+        assert_eq!(m.get(&9), Some(90));
+        m.clear();
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.get(&9), None);
+    }
+}
