@@ -400,6 +400,19 @@ SELECT has_parameter_privilege('regress_audit_app', 'tenancy.log_allowed', 'SET'
 REVOKE SET ON PARAMETER tenancy.log_allowed FROM regress_audit_owner;
 
 ------------------------------------------------------------------------------------------
+-- cache_trigger_disabled: a disabled (or merely ENABLEd, not ALWAYS) invalidation trigger.
+------------------------------------------------------------------------------------------
+ALTER TABLE tenancy.memberships DISABLE TRIGGER tenancy_cache_invalidate;
+ALTER TABLE tenancy.api_tokens ENABLE TRIGGER tenancy_cache_invalidate;
+DROP TRIGGER tenancy_cache_invalidate ON tenancy.roles;
+SELECT * FROM aud_findings();
+SELECT * FROM aud_fix('cache_trigger_disabled');
+SELECT * FROM aud_findings();
+SELECT c.relname, t.tgenabled, pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE t.tgname = 'tenancy_cache_invalidate' AND c.relname IN ('memberships', 'api_tokens', 'roles')
+ ORDER BY 1;
+
+------------------------------------------------------------------------------------------
 -- durable_log_off needs a server without the library preloaded; here it is preloaded (see
 -- the count above). The fix is a comment: a postgresql.conf line and a restart.
 ------------------------------------------------------------------------------------------
