@@ -12,94 +12,83 @@ import sys
 from pathlib import Path
 
 # Why a target can be missed and what it would take. Written from the code and from profiles of
-# these transactions (perf --call-graph dwarf, release build, commit 3f23e42): shares are of the
-# backend's time in one pgbench transaction. Printed only for targets the run missed.
+# these transactions (perf record --all-user -g on the backend, release build, per-connection
+# caches in place): costs are CPU microseconds of the backend per transaction. Printed only for
+# targets the run missed.
 NOTES = {
     "point_tenancy": (
-        "A point select by primary key costs the server ~100-250 µs here (parse, plan, one index "
-        "probe, commit), so every 10 µs of context is several percent of throughput. "
-        "`set_tenant()` took ~13 % of the backend's time in a profile of this transaction, ~10 % "
-        "of it in `rbac::tenant_is_active`: an SPI execution of a prepared query on "
-        "`tenancy.tenants` (snapshot, executor start/end, a switch to the bootstrap superuser) on "
-        "every call; writing the context through `set_config_option` is ~1.5 %. The hand-written "
-        "variant's `set_config()` is ~1 %. The planning and execution of the policy itself cost "
-        "about the same as the hand-written policy's. What it would take: answer 'is this tenant "
-        "active' without SPI, from a per-backend cache of tenant status invalidated by a relcache "
-        "callback on `tenancy.tenants` (or a direct index probe with `index_beginscan`), which "
-        "would bring `set_tenant()` close to the cost of `set_config()`."),
+        "A point select by primary key costs the backend ~95 µs of CPU per transaction here "
+        "(parse, plan, one index probe, commit), so 5 % is ~5 µs. With the tenant's status cached "
+        "per connection, pg_tenancy's own code in this transaction is ~2 µs (the context write "
+        "through `set_config_option` included); a profile puts the rest of the difference to "
+        "the hand-written variant (~+15 µs) in PostgreSQL's parsing and planning of the "
+        "contract's SQL: the call `tenancy.set_tenant(uuid, uuid DEFAULT NULL)` with one "
+        "argument (schema look-up with its USAGE check, the candidate search, and the DEFAULT "
+        "expression read back from `pg_proc` and parsed with `stringToNode` by the parser and "
+        "again by the planner: ~+9 µs over `set_config()`), and the policy's "
+        "`(SELECT tenancy.current_tenant())`, an InitPlan the planner plans as a subquery (~+5 µs "
+        "over `current_setting()`). Both shapes are fixed by the contract (the InitPlan is what "
+        "keeps large scans at one call per statement, see the aggregate). What it would take: "
+        "a driver that prepares the statements (extended protocol, a cached plan), which removes "
+        "parsing and planning from every variant alike; in this harness's one-round-trip simple-"
+        "protocol transactions, nothing pg_tenancy can do in its own code."),
     "point_tenancy_vs_hand": (
-        "See the row above: `set_tenant()` does strictly more than `set_config()` (it verifies "
-        "that the tenant exists and is active, with an SPI query), so it can match hand-written "
-        "only once that check is answered from memory."),
+        "See the row above: `set_tenant()` verifies the tenant (from the cache: ~0.2 µs) and "
+        "writes a protected setting, like `set_config()`; the difference is PostgreSQL parsing "
+        "a schema-qualified call with a DEFAULT argument, and planning the InitPlan of the "
+        "contract's policy instead of an inline `current_setting()`."),
     "point_perm": (
-        "In a profile, SPI executions took ~30 % of the backend's time: `rbac::lookup_actor` "
-        "(~25 %: a join of users, memberships and roles with an ARRAY sub-select of the role's "
-        "grants) runs twice per transaction, once in `set_tenant(tenant, user)` and again in the "
-        "query's statement, because the actor cache lives for one statement only; "
-        "`check_permission_name` (~5 %) looks the permission name up with SPI in every "
-        "statement; `tenant_is_active` ~6 %. What it would take: a per-backend cache of "
-        "memberships, role grants and permission names, invalidated by relcache callbacks on "
-        "`memberships`, `roles`, `role_permissions` and `permissions` (so a role change is still "
-        "seen by the next statement), filled once instead of per statement."),
+        "As for `set_tenant` alone, plus a second policy (RESTRICTIVE, `(SELECT "
+        "tenancy.has_permission(...))`): a second InitPlan to plan and run. The membership, the "
+        "role's grants and the permission name come from the per-connection caches (no query in "
+        "the steady state); what remains is PostgreSQL planning two subqueries per statement."),
     "point_apitoken": (
-        "`authenticate()` took ~31 % of the backend's time in a profile of this transaction: "
-        "the token row by id (SPI, ~8 %), then `check_standing`: `lookup_actor` for the token's "
-        "creator (~15 %) and `tenant_is_active` (~4 %), each an SPI execution as the bootstrap "
-        "superuser. Decoding and SHA-256 are well under 1 %. What it would take: one query (or "
-        "direct index probes) instead of three, and a per-backend cache of verified token ids "
-        "(hash, tenant, scopes, expiry, creator's standing) invalidated on changes to "
-        "`api_tokens`, `tenants` and `memberships`, so that a repeated token costs a SHA-256 and "
-        "a constant-time comparison."),
+        "`authenticate()` of a cached token is a base64url decode, one SHA-256, a constant-time "
+        "comparison and cache look-ups (~2-3 µs); the rest is as for `set_tenant` (parsing the "
+        "call, the policy's InitPlan). `last_used_at` is written once a minute per token and "
+        "connection, so one transaction in many thousands carries an UPDATE."),
     "point_jwt": (
-        "`authenticate()` of a JWT took ~31 % of the backend's time in a profile: the signing key "
-        "by kid (SPI, ~8 %), then `lookup_actor` for `sub` (~14 %) and `tenant_is_active` "
-        "(~4 %); base64url, JSON and HMAC-SHA256 together ~3 %. What it would take: cache the "
-        "active signing keys per backend (invalidated on `signing_keys` changes) and the "
-        "tenant/membership standing as for API tokens; a JWT then costs one HMAC and a JSON parse "
-        "(a few µs)."),
+        "`authenticate()` of a JWT is a base64url decode, a JSON parse and one HMAC-SHA256 (~4-6 "
+        "µs, the key and the membership from the caches); the rest is as for `set_tenant`."),
     "agg_tenancy": (
         "The plans are the same (a bitmap heap scan over the tenant index, ~6,500 heap pages for "
-        "10,000 scattered rows), so the difference is the per-transaction cost of `set_tenant()` "
-        "(an SPI query, see the point select), which is small against a ~5-20 ms aggregate; a "
-        "miss of a few percent on this shared machine is within the rounds' spread."),
+        "10,000 scattered rows), so the difference is the fixed per-transaction cost seen in the "
+        "point select, which is small against a ~5-20 ms aggregate; a miss of a few percent on "
+        "a shared machine is within the rounds' spread."),
     "insert_tenancy": (
-        "A single-row INSERT costs ~150-300 µs here; pg_tenancy adds `set_tenant()`'s SPI query "
-        "(see the point select) and evaluates `tenancy.current_tenant()` for the column default "
-        "and the policy's WITH CHECK (an InitPlan). What it would take: the same cheaper "
-        "`set_tenant()`."),
+        "A single-row INSERT costs ~110-150 µs of backend CPU here; pg_tenancy adds what the point "
+        "select shows (parsing the `set_tenant()` call, the WITH CHECK InitPlan) and the column "
+        "default `tenancy.current_tenant()`. Same cause, same remedy: prepared statements."),
     "micro_current_tenant": (
         "current_tenant() is a thread-local read plus a uuid return through the function-call "
         "interface; a miss would point to pgrx's per-call overhead (panic guard, memory context "
         "switch)."),
     "micro_has_permission": (
-        "has_permission() answers from a per-statement cache after its first call; a miss means "
-        "the cache look-up itself or pgrx's text argument conversion is too slow."),
+        "has_permission() answers from a per-statement actor and per-connection caches; a miss "
+        "means the cache look-up itself or pgrx's text argument conversion is too slow."),
     "micro_authenticate_api": (
-        "See 'point select, authenticate(API token)': three SPI queries per call as the bootstrap "
-        "superuser (token, tenant, creator's membership and grants), not hashing. A per-backend "
-        "cache of verified tokens (invalidated by relcache callbacks) would make a repeated token "
-        "a SHA-256 and a constant-time comparison, well past 50 k/s."),
+        "A repeated token is a SHA-256 and a constant-time comparison with the cached row; a miss "
+        "means the row is not cached (invalidation triggers missing or disabled: see "
+        "`tenancy.audit()`, code cache_trigger_disabled) and three queries run per call."),
     "micro_authenticate_jwt": (
-        "See 'point select, authenticate(JWT)': the signing key, the tenant and the membership "
-        "are read with SPI on every call. With keys and standing cached per backend, an HS256 "
-        "verification is a few µs, i.e. several 100 k/s."),
+        "An HS256 verification with a cached key is a few µs; a miss means the key and the "
+        "membership are read per call (invalidation triggers missing or disabled: see "
+        "`tenancy.audit()`)."),
     "scaling_tenants": (
-        "The ratio moves with the per-transaction cost of `set_tenant()`'s SPI look-up of the "
-        "tenant, and with the noise of a shared machine (compare the rounds' min–max); the "
-        "cache described for `set_tenant()` would remove the look-up from the path."),
+        "The ratio moves with the fixed per-transaction cost described for the point select, "
+        "and with the noise of a shared machine (compare the rounds' min–max at one point)."),
     "scaling_tput": (
         "Absolute throughput at the two ends is compared across separate runs minutes apart, on "
         "a machine shared with other builds: check the limit variant's own change in the same "
         "row; if it moved as much, the machine and the data explain it, not pg_tenancy."),
     "scaling_rows": (
         "Larger tables cost the same in all variants (one more B-tree level for the primary "
-        "key); the ratio moves through noise, or through `set_tenant()`'s fixed cost weighing "
-        "less when the query itself gets slower."),
+        "key); the ratio moves through noise, or through the fixed cost weighing less when the "
+        "query itself gets slower."),
     "memory": (
         "Growth of a backend's RSS over a million authenticate() calls means memory allocated "
-        "per call and never freed (Rust heap allocations kept in a thread-local cache, or palloc "
-        "in a long-lived memory context). What it would take: bound every per-backend cache and "
-        "allocate per-call data in the function's memory context."),
+        "per call and never freed. The caches are bounded (docs/security.md, \"Caches\"); a "
+        "miss would point to per-call allocations in a long-lived memory context."),
 }
 
 
