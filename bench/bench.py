@@ -93,6 +93,8 @@ def config(smoke):
     c["point_variants"] = ["limit", "hand", "tenancy", "perm", "apitoken", "jwt"]
     c["agg_variants"] = ["limit", "hand", "helper", "tenancy"]
     c["insert_variants"] = ["limit", "hand", "tenancy"]
+    # The point select again with prepared statements (contrast: no parsing or planning).
+    c["prepared_variants"] = ["limit", "hand", "tenancy"]
     return c
 
 
@@ -179,9 +181,9 @@ class Cluster:
     def psql_file(self, path, db, variables):
         return self.psql(Path(path).read_text(), db=db, variables=variables)
 
-    def pgbench(self, db, role, scripts, duration, clients, jobs, defines):
+    def pgbench(self, db, role, scripts, duration, clients, jobs, defines, protocol="simple"):
         cmd = [PGBENCH, "-n", "-h", str(self.dir), "-p", self.port, "-U", role,
-               "-c", str(clients), "-j", str(jobs), "-T", str(duration)]
+               "-c", str(clients), "-j", str(jobs), "-T", str(duration), "-M", protocol]
         for k, v in defines.items():
             cmd += ["-D", f"{k}={v}"]
         for path, weight in scripts:
@@ -255,6 +257,29 @@ def transaction(context, sql):
     return f"BEGIN \\;\n{context} \\;\n{sql} \\;\nCOMMIT;\n"
 
 
+# The prepared contrast: pgbench -M prepared sends each statement through the extended protocol
+# with the ids as parameters ($n), parsed and planned once per connection (a generic plan after
+# five executions). Compound statements cannot be prepared, so it is one round trip per
+# statement, the same four for every variant.
+def uuid_param(kind, var):
+    return f"('{PREFIX[kind]}' || :{var})::uuid"
+
+
+PREPARED_CONTEXT = {
+    "limit": "SELECT 1",
+    "hand": f"SELECT set_config('app.tenant_id', '{PREFIX['tenant']}' || :tid, true)",
+    "tenancy": f"SELECT tenancy.set_tenant({uuid_param('tenant', 'tid')})",
+}
+
+
+def prepared_transaction(variant):
+    table = VARIANTS[variant][1]
+    own = f" AND tenant_id = {uuid_param('tenant', 'tid')}" if variant == "limit" else ""
+    sql = (f"SELECT id, amount, status, created_at FROM {table} "
+           f"WHERE id = {uuid_param('row', 'rid')}{own}")
+    return f"BEGIN;\n{PREPARED_CONTEXT[variant]};\n{sql};\nCOMMIT;\n"
+
+
 def write_scripts(workdir, lay, tokens):
     """Writes every pgbench script; returns {(scenario, variant): [(path, weight), ...]}."""
     out = {}
@@ -268,6 +293,10 @@ def write_scripts(workdir, lay, tokens):
             path = sdir / f"{scenario}_{variant}.sql"
             path.write_text(pick[scenario] + transaction(context, query(scenario, variant)))
             out[(scenario, variant)] = [(path, 1)]
+    for variant in PREPARED_CONTEXT:
+        path = sdir / f"prepared_{variant}.sql"
+        path.write_text(PICK_ROW + prepared_transaction(variant))
+        out[("prepared", variant)] = [(path, 1)]
     # Token variants: one script per token tenant, weighted by the tenant's rows, so that rows
     # are drawn uniformly from those tenants (as the other variants draw them from all rows).
     for variant in ("apitoken", "jwt"):
@@ -395,16 +424,17 @@ def sanity(cl, db, lay, tokens):
 
 def interleaved(cl, db, cfg, scripts, scenario, variants, defines, rounds, duration, warmup):
     """Runs the variants A B C, B C A, ... for `rounds` rounds; ratios to limit per round."""
+    protocol = "prepared" if scenario == "prepared" else "simple"
     if warmup:
         for v in variants:
             cl.pgbench(db, VARIANTS[v][0], scripts[(scenario, v)], warmup, cfg["clients"],
-                       cfg["jobs"], defines)
+                       cfg["jobs"], defines, protocol)
     runs = {v: [] for v in variants}
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
         for v in order:
             res = cl.pgbench(db, VARIANTS[v][0], scripts[(scenario, v)], duration,
-                             cfg["clients"], cfg["jobs"], defines)
+                             cfg["clients"], cfg["jobs"], defines, protocol)
             runs[v].append(res)
         log(f"  {scenario} round {r + 1}/{rounds}: " + ", ".join(
             f"{v} {runs[v][-1]['tps']:.0f}" for v in variants))
@@ -746,7 +776,8 @@ def main():
         phase("memory_s", t)
 
         results["scenarios"] = {}
-        for scenario, key in (("point", "point_variants"), ("agg", "agg_variants")):
+        for scenario, key in (("point", "point_variants"), ("prepared", "prepared_variants"),
+                              ("agg", "agg_variants")):
             t = time.monotonic()
             log(f"{scenario}: {', '.join(cfg[key])} x {cfg['rounds']} rounds x "
                 f"{cfg['duration']} s")

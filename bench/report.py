@@ -150,6 +150,14 @@ def target_rows(res):
                      "≥ 1.00 × hand-written", fmt_ratio(vs), med(vs) >= 1.0))
     ratio_row("point_perm", "point select, `set_tenant` + user + `read_permission`", "point",
               "perm", 0.90)
+    pr = sc.get("prepared", {})
+    if "tenancy" in pr:
+        rows.append(("prepared_tenancy", "point select, `set_tenant`, prepared statements "
+                     "(for contrast)", "— (contrast)", fmt_ratio(pr["tenancy"]["ratio"]), None))
+    if "hand" in pr and "tenancy" in pr:
+        vs = [a / b for a, b in zip(pr["tenancy"]["tps"], pr["hand"]["tps"])]
+        rows.append(("prepared_vs_hand", "point select, `set_tenant` vs hand-written, prepared "
+                     "statements (for contrast)", "— (contrast)", fmt_ratio(vs), None))
     ratio_row("point_apitoken", "point select, `authenticate(api token)`", "point", "apitoken",
               0.85)
     ratio_row("point_jwt", "point select, `authenticate(jwt)`", "point", "jwt", 0.90)
@@ -453,7 +461,8 @@ def markdown(res, rows, labels, svg_rel):
     a("## Scenarios")
     a("")
     names = {"point": "Point select by id", "agg": "Tenant aggregate over a "
-             f"{lay['bsize']:,}-row tenant", "insert": "Single-row INSERT"}
+             f"{lay['bsize']:,}-row tenant", "insert": "Single-row INSERT",
+             "prepared": "Point select by id, prepared statements (contrast)"}
     plans = res.get("plans", {})
     for scen, variants in res["scenarios"].items():
         a(f"### {names[scen]}")
@@ -479,6 +488,15 @@ def markdown(res, rows, labels, svg_rel):
                   "helper can beat limit here. The unwrapped call costs per row only where a plan "
                   "evaluates the policy per row (a sequential scan's filter, a lossy bitmap "
                   "recheck), which none of these plans does.")
+            a("")
+        if scen == "prepared":
+            a("The same point select with `pgbench -M prepared`: every statement goes through "
+              "the extended protocol with the ids as parameters, parsed and planned once per "
+              "connection (generic plans after five executions). Compound statements cannot be "
+              "prepared, so each transaction is four round trips here (for every variant "
+              "alike), and absolute rates are not comparable with the one-round-trip table "
+              "above. This is what an application using prepared statements pays: "
+              "`set_tenant()`'s argument handling and the policy's InitPlan are planned once.")
             a("")
         a("| variant | transactions/s | ratio to limit | mean latency (ms) |")
         a("|---|---|---|---|")

@@ -59,6 +59,7 @@ const RECHECK: u32 = 1 << 31;
 
 const TRIGGERS_SQL: &str = include_str!("../sql/queries/cache_triggers.sql");
 const TENANT_SQL: &str = include_str!("../sql/queries/tenant_active.sql");
+const TENANTS_LAYOUT_SQL: &str = include_str!("../sql/queries/tenants_layout.sql");
 const MEMBER_SQL: &str = include_str!("../sql/queries/member.sql");
 const ROLE_SQL: &str = include_str!("../sql/queries/role.sql");
 const PERMISSION_SQL: &str = include_str!("../sql/queries/permission_exists.sql");
@@ -137,6 +138,14 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
     }
 }
 
+#[derive(Clone, Copy)]
+struct TenantProbe {
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    id_column: i16,
+    status_column: i16,
+}
+
 struct Caches {
     /// Whether the invalidation triggers are in place: `None` until checked.
     triggers_ok: Option<bool>,
@@ -165,6 +174,7 @@ impl Caches {
     fn forget(&mut self, stale: u32) {
         if stale & TENANTS != 0 {
             self.tenants.clear();
+            TENANT_PROBE.with(|p| p.set(None));
         }
         if stale & (USERS | MEMBERSHIPS) != 0 {
             self.members.clear();
@@ -197,6 +207,9 @@ thread_local! {
     /// Counts every relation-cache invalidation this backend processed: a look-up that saw it
     /// move does not store its answer.
     static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
+    /// How to probe `tenancy.tenants` directly: (table, primary key index, id and status
+    /// columns), found with the triggers; `None` when unknown (a query is used instead).
+    static TENANT_PROBE: Cell<Option<TenantProbe>> = const { Cell::new(None) };
     /// The statement that last processed invalidation messages.
     static SYNCED: Cell<(u32, u64, u32)> = const { Cell::new((0, 0, 0)) };
     /// API tokens whose `last_used_at` this transaction wrote: (subtransaction, token, time).
@@ -351,6 +364,31 @@ fn triggers_ok() -> bool {
     );
     ok &= seen == TABLES.len();
     OIDS.with(|o| o.set(oids));
+    let mut probe = None;
+    if ok {
+        let table = oids[0];
+        privileged::query_rows(
+            TENANTS_LAYOUT_SQL,
+            true,
+            &[pg_sys::OIDOID],
+            &[table.into()],
+            |row| {
+                if let (Some(index), Some(id_column), Some(status_column)) = (
+                    row.get::<pg_sys::Oid>(1),
+                    row.get::<i16>(2),
+                    row.get::<i16>(3),
+                ) {
+                    probe = Some(TenantProbe {
+                        table,
+                        index,
+                        id_column,
+                        status_column,
+                    });
+                }
+            },
+        );
+    }
+    TENANT_PROBE.with(|p| p.set(probe));
     CACHES.with(|c| {
         let mut caches = c.borrow_mut();
         apply_stale(&mut caches);
@@ -435,16 +473,62 @@ pub fn tenant_active(tenant: Uuid) -> Option<bool> {
     cached(
         |c| &mut c.tenants,
         tenant,
-        |fresh| {
-            first_row(
+        |fresh| match TENANT_PROBE.with(|p| p.get()) {
+            // SAFETY: the probe was resolved from the catalogs after the last invalidation of
+            // tenancy.tenants (any change to the table or its indexes clears it).
+            Some(probe) if fresh => unsafe { probe_tenant(probe, tenant) },
+            _ => first_row(
                 fresh,
                 TENANT_SQL,
                 &[pg_sys::UUIDOID],
                 &[uuid_arg(tenant)],
                 |row| row.get::<bool>(1).unwrap_or(false),
-            )
+            ),
         },
     )
+}
+
+/// The tenant's status read straight from the primary key index of `tenancy.tenants` with a
+/// fresh snapshot: what the query in `tenant_active.sql` answers, without the executor. Every
+/// connection's first `set_tenant()` of a tenant pays this, so with many tenants (each seen
+/// rarely by one connection) it is most of what a cache miss costs.
+unsafe fn probe_tenant(probe: TenantProbe, tenant: Uuid) -> Option<bool> {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: the oids and column numbers come from the catalogs (see TENANT_PROBE); the key's
+    // argument points to a palloc'd uuid that outlives the scan; every resource acquired here
+    // is released here, or by the transaction's abort on error.
+    unsafe {
+        let rel = pg_sys::table_open(probe.table, lock);
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let id = pg_sys::palloc(16) as *mut u8;
+        std::ptr::copy_nonoverlapping(tenant.as_bytes().as_ptr(), id, 16);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            probe.id_column,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from(pg_sys::F_UUID_EQ),
+            pg_sys::Datum::from(id),
+        );
+        let scan = pg_sys::systable_beginscan(rel, probe.index, true, snapshot, 1, &mut key);
+        let tuple = pg_sys::systable_getnext(scan);
+        let status = if tuple.is_null() {
+            None
+        } else {
+            let column = std::num::NonZeroUsize::new(probe.status_column as usize);
+            Some(
+                column
+                    .and_then(|c| pgrx::htup::heap_getattr_raw(tuple, c, (*rel).rd_att))
+                    .and_then(|d| String::from_datum(d, false))
+                    .is_some_and(|s| s == "active"),
+            )
+        };
+        pg_sys::systable_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        pg_sys::table_close(rel, lock);
+        pg_sys::pfree(id.cast());
+        status
+    }
 }
 
 /// The user's standing in the tenant (default: not a member, not a platform admin).
