@@ -17,26 +17,29 @@ from pathlib import Path
 # targets the run missed.
 NOTES = {
     "point_tenancy": (
-        "A point select by primary key costs the backend ~95 µs of CPU per transaction here "
-        "(parse, plan, one index probe, commit), so 5 % is ~5 µs. With the tenant's status cached "
-        "per connection, pg_tenancy's own code in this transaction is ~2 µs (the context write "
-        "through `set_config_option` included); a profile puts the rest of the difference to "
-        "the hand-written variant (~+15 µs) in PostgreSQL's parsing and planning of the "
-        "contract's SQL: the call `tenancy.set_tenant(uuid, uuid DEFAULT NULL)` with one "
-        "argument (schema look-up with its USAGE check, the candidate search, and the DEFAULT "
-        "expression read back from `pg_proc` and parsed with `stringToNode` by the parser and "
-        "again by the planner: ~+9 µs over `set_config()`), and the policy's "
-        "`(SELECT tenancy.current_tenant())`, an InitPlan the planner plans as a subquery (~+5 µs "
-        "over `current_setting()`). Both shapes are fixed by the contract (the InitPlan is what "
-        "keeps large scans at one call per statement, see the aggregate). What it would take: "
-        "a driver that prepares the statements (extended protocol, a cached plan), which removes "
-        "parsing and planning from every variant alike; in this harness's one-round-trip simple-"
-        "protocol transactions, nothing pg_tenancy can do in its own code."),
+        "A point select by primary key costs the backend ~100 µs of CPU per transaction here "
+        "(parse, plan, one index probe, commit), so 5 % is ~5 µs, and the rounds' own spread is "
+        "larger than that. With the tenant's status cached per connection, pg_tenancy's own code "
+        "in this transaction is ~2 µs (the context written through `set_config_option` "
+        "included). A profile comparing this transaction with the hand-written one puts the "
+        "rest (~+15 µs) in PostgreSQL's handling of the contract's SQL: the call "
+        "`tenancy.set_tenant(uuid, uuid DEFAULT NULL)` with one argument (~+9 µs over "
+        "`set_config()`: the schema look-up with its USAGE check, the candidate search, the "
+        "DEFAULT expression read back from `pg_proc` and parsed by the parser and again by the "
+        "planner, and an EXECUTE check against a role grant instead of PUBLIC), and the "
+        "policy's `(SELECT tenancy.current_tenant())`, an InitPlan planned as a subquery and "
+        "run as its own executor node (~+5 µs over an inline `current_setting()`). Both shapes "
+        "are fixed by the contract; the InitPlan is what keeps large scans at one call per "
+        "statement (see the aggregate). What it would take: prepared statements remove the "
+        "parsing and planning from every variant alike (see the prepared contrast rows: its "
+        "first, quietest rounds reached 0.96); in this harness's one-round-trip simple-protocol "
+        "transactions, a change of the contract's SQL shapes, not of pg_tenancy's code."),
     "point_tenancy_vs_hand": (
-        "See the row above: `set_tenant()` verifies the tenant (from the cache: ~0.2 µs) and "
-        "writes a protected setting, like `set_config()`; the difference is PostgreSQL parsing "
-        "a schema-qualified call with a DEFAULT argument, and planning the InitPlan of the "
-        "contract's policy instead of an inline `current_setting()`."),
+        "See the row above: `set_tenant()` verifies the tenant (from the cache: well under a "
+        "µs) and writes a protected setting, as `set_config()` writes an open one; the "
+        "difference is PostgreSQL parsing a schema-qualified call with a DEFAULT argument, and "
+        "planning the contract's InitPlan instead of an inline `current_setting()`. The median "
+        "is within the rounds' spread of 1.00."),
     "point_perm": (
         "As for `set_tenant` alone, plus a second policy (RESTRICTIVE, `(SELECT "
         "tenancy.has_permission(...))`): a second InitPlan to plan and run. The membership, the "
@@ -44,12 +47,14 @@ NOTES = {
         "the steady state); what remains is PostgreSQL planning two subqueries per statement."),
     "point_apitoken": (
         "`authenticate()` of a cached token is a base64url decode, one SHA-256, a constant-time "
-        "comparison and cache look-ups (~2-3 µs); the rest is as for `set_tenant` (parsing the "
-        "call, the policy's InitPlan). `last_used_at` is written once a minute per token and "
-        "connection, so one transaction in many thousands carries an UPDATE."),
+        "comparison and cache look-ups (~1.7 µs, see the micro-benchmark); the rest is as for "
+        "`set_tenant` (parsing the call, the policy's InitPlan). `last_used_at` is written once "
+        "a minute per token and connection, so one transaction in many thousands carries an "
+        "UPDATE."),
     "point_jwt": (
-        "`authenticate()` of a JWT is a base64url decode, a JSON parse and one HMAC-SHA256 (~4-6 "
-        "µs, the key and the membership from the caches); the rest is as for `set_tenant`."),
+        "`authenticate()` of a JWT is a base64url decode, a JSON parse and one HMAC-SHA256 "
+        "(~3.7 µs, see the micro-benchmark; the key and the membership come from the caches); "
+        "the rest is as for `set_tenant`."),
     "agg_tenancy": (
         "The plans are the same (a bitmap heap scan over the tenant index, ~6,500 heap pages for "
         "10,000 scattered rows), so the difference is the fixed per-transaction cost seen in the "
@@ -75,8 +80,12 @@ NOTES = {
         "membership are read per call (invalidation triggers missing or disabled: see "
         "`tenancy.audit()`)."),
     "scaling_tenants": (
-        "The ratio moves with the fixed per-transaction cost described for the point select, "
-        "and with the noise of a shared machine (compare the rounds' min–max at one point)."),
+        "Two causes. The caches are per connection and every pgbench run opens new connections: "
+        "at 100,000 tenants a 5-second run (~40,000 transactions) meets most tenants for the "
+        "first time on its connection, so nearly every `set_tenant()` misses and probes "
+        "tenancy.tenants' primary key (a few µs) where at 100 tenants it hits; an application's "
+        "pooled, long-lived connections warm up instead. And the machine: the rounds at one "
+        "point vary by more than the 0.05 band itself."),
     "scaling_tput": (
         "Absolute throughput at the two ends is compared across separate runs minutes apart, on "
         "a machine shared with other builds: check the limit variant's own change in the same "
@@ -90,6 +99,14 @@ NOTES = {
         "per call and never freed. The caches are bounded (docs/security.md, \"Caches\"); a "
         "miss would point to per-call allocations in a long-lived memory context."),
 }
+
+
+ROOT = str(Path(__file__).resolve().parent.parent) + "/"
+
+
+def in_repo(text):
+    """Paths inside the source tree, written relative to it (the report is committed)."""
+    return str(text).replace(ROOT, "")
 
 
 def med(xs):
@@ -386,8 +403,8 @@ def markdown(res, rows, labels, svg_rel):
       "what people write by hand today, side by side in one run (issue 5). This file is written "
       "by the harness (`bench/bench.py`, `bench/report.py`); rerun it rather than editing it.")
     a("")
-    a(f"**These numbers were taken on a shared {mach['nproc']}-core machine** while other "
-      "engineers were building and testing on it (load average "
+    a(f"**These numbers were taken on a {mach['nproc']}-core virtual machine**, pgbench and the "
+      "server on the same cores, the machine shared with other work (load average "
       f"{mach['loadavg_start'][0]:.1f} at the start, {mach['loadavg_end'][0]:.1f} at the end). "
       "Absolute throughput is therefore low and noisy; the ratios are computed within each round "
       "from runs seconds apart, and the variants are interleaved, which cancels most of the "
@@ -429,7 +446,7 @@ def markdown(res, rows, labels, svg_rel):
     a(f"- Date: {res['date']}")
     a(f"- Code: commit `{g['commit']}` ({g['subject']})"
       + (", with uncommitted changes in the source tree" if g["dirty"] else ""))
-    a(f"- Build: {lib.get('profile', '?')} (`{lib.get('path', '?')}`, "
+    a(f"- Build: {lib.get('profile', '?')} (`{in_repo(lib.get('path', '?'))}`, "
       f"{lib.get('size', 0) / 1e6:.1f} MB, sha256 {lib.get('sha256', '?')}…)"
       + ("" if not smoke else "; the smoke uses whatever build is installed"))
     if res.get("pin"):
@@ -442,7 +459,7 @@ def markdown(res, rows, labels, svg_rel):
     st = res["settings"]
     a(f"- PostgreSQL {st.get('server_version')}, a cluster of its own "
       "(`scripts/cluster.sh`, then `ALTER SYSTEM` and a restart): "
-      + ", ".join(f"`{k} = {v}`" for k, v in st.items() if k != "server_version"))
+      + ", ".join(f"`{k} = {in_repo(v)}`" for k, v in st.items() if k != "server_version"))
     a(f"- Dataset: {lay['tenants']:,} tenants, {lay['rows']:,} rows in `orders` (one copy per "
       f"variant): {lay['large']} large tenants of {lay['bsize']:,} rows and "
       f"{lay['tenants'] - lay['large']:,} small ones of {lay['ssize']:,} rows, rows of every "
@@ -450,7 +467,7 @@ def markdown(res, rows, labels, svg_rel):
       + ", ".join(f"`{k}` {v / 1e6:.0f} MB" for k, v in res.get("table_bytes", {}).items())
       + " (with indexes)")
     a(f"- pgbench: {cfg['clients']} clients, {cfg['jobs']} thread, simple protocol over the "
-      f"Unix socket; {cfg['rounds']} round(s) × {cfg['duration']} s per variant, variants in "
+      f"Unix socket (the prepared contrast: `-M prepared`); {cfg['rounds']} round(s) × {cfg['duration']} s per variant, variants in "
       f"rotating order (A B C, B C A, …), {cfg['warmup']} s warm-up per variant; every relation "
       "preloaded with `pg_prewarm`")
     load = res.get("load", {})
