@@ -528,34 +528,41 @@ BEGIN
        AND acl.grantee = ANY (v_reach)
      GROUP BY pa.parname, g.name
     ------------------------------------------------------------------------------------------
-    -- A cache invalidation trigger missing or not ENABLE ALWAYS: the caches are off (correct,
-    -- but every check reads the tables again). See docs/security.md, "Caches".
+    -- A cache invalidation trigger missing or not in its mode (statement trigger ENABLE
+    -- ALWAYS, row trigger ENABLE REPLICA): the caches are off (correct, but every check reads
+    -- the tables again). See docs/security.md, "Caches".
     UNION ALL
     SELECT 'medium', 'cache_trigger_disabled', c.oid::pg_catalog.regclass::text,
            CASE WHEN t.oid IS NULL
-                THEN pg_catalog.format('%s has no trigger tenancy_cache_invalidate: pg_tenancy caches nothing',
-                                       c.oid::pg_catalog.regclass)
-                ELSE pg_catalog.format('trigger tenancy_cache_invalidate on %s is not ENABLE ALWAYS (%s): pg_tenancy caches nothing',
-                                       c.oid::pg_catalog.regclass, t.tgenabled)
+                THEN pg_catalog.format('%s has no trigger %s: pg_tenancy caches nothing',
+                                       c.oid::pg_catalog.regclass, k.name)
+                ELSE pg_catalog.format('trigger %s on %s is not ENABLE %s (%s): pg_tenancy caches nothing',
+                                       k.name, c.oid::pg_catalog.regclass, k.mode_word, t.tgenabled)
            END,
            CASE WHEN t.oid IS NULL
-                THEN pg_catalog.format('CREATE TRIGGER tenancy_cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE OR TRUNCATE ON %s '
-                                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.cache_invalidate(); ',
+                THEN pg_catalog.format('CREATE TRIGGER %s AFTER INSERT OR UPDATE%s OR DELETE%s ON %s '
+                                       'FOR EACH %s EXECUTE FUNCTION @extschema@.cache_invalidate(); ',
+                                       k.name,
                                        CASE WHEN c.relname = 'api_tokens'
                                             THEN ' OF id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at, token_hash'
                                             ELSE '' END,
-                                       c.oid::pg_catalog.regclass)
+                                       CASE WHEN k.per_row THEN '' ELSE ' OR TRUNCATE' END,
+                                       c.oid::pg_catalog.regclass,
+                                       CASE WHEN k.per_row THEN 'ROW' ELSE 'STATEMENT' END)
                 ELSE ''
            END
-           || pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tenancy_cache_invalidate;',
-                                c.oid::pg_catalog.regclass)
+           || pg_catalog.format('ALTER TABLE %s ENABLE %s TRIGGER %s;',
+                                c.oid::pg_catalog.regclass, k.mode_word, k.name)
       FROM pg_catalog.pg_class c
+     CROSS JOIN (VALUES ('tenancy_cache_invalidate', false, 'ALWAYS', 'A'::"char"),
+                        ('tenancy_cache_invalidate_replica', true, 'REPLICA', 'R'::"char"))
+                AS k(name, per_row, mode_word, mode)
       LEFT JOIN pg_catalog.pg_trigger t
-             ON t.tgrelid = c.oid AND t.tgname = 'tenancy_cache_invalidate'
+             ON t.tgrelid = c.oid AND t.tgname = k.name
      WHERE c.relnamespace = '@extschema@'::pg_catalog.regnamespace
        AND c.relname IN ('tenants', 'users', 'memberships', 'roles', 'role_permissions',
                          'permissions', 'api_tokens', 'signing_keys')
-       AND (t.oid IS NULL OR t.tgenabled <> 'A')
+       AND (t.oid IS NULL OR t.tgenabled <> k.mode)
     ------------------------------------------------------------------------------------------
     -- Without preloading, denials go to the server log only.
     UNION ALL

@@ -212,6 +212,10 @@ thread_local! {
     static TENANT_PROBE: Cell<Option<TenantProbe>> = const { Cell::new(None) };
     /// The statement that last processed invalidation messages.
     static SYNCED: Cell<(u32, u64, u32)> = const { Cell::new((0, 0, 0)) };
+    /// Whether this transaction wrote one of the cached tables (the trigger ran here): until it
+    /// ends nothing is stored (an answer may include its uncommitted rows), and at its end, or
+    /// at the abort of a subtransaction, everything is forgotten.
+    static WROTE: Cell<bool> = const { Cell::new(false) };
     /// API tokens whose `last_used_at` this transaction wrote: (subtransaction, token, time).
     static TOUCHED: RefCell<Vec<(pg_sys::SubTransactionId, Uuid, i64)>> =
         const { RefCell::new(Vec::new()) };
@@ -243,6 +247,13 @@ unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid)
 
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
+    ) && WROTE.with(|w| w.replace(false))
+    {
+        STALE.with(|s| s.set(s.get() | ALL_TABLES | RECHECK));
+    }
     match event {
         XACT_EVENT_COMMIT => {
             let touched = TOUCHED.with(|t| std::mem::take(&mut *t.borrow_mut()));
@@ -271,6 +282,9 @@ unsafe extern "C-unwind" fn on_subxact(
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         TOUCHED.with(|t| t.borrow_mut().retain(|(subid, _, _)| *subid < my_subid));
+        if WROTE.with(|w| w.get()) {
+            STALE.with(|s| s.set(s.get() | ALL_TABLES));
+        }
     }
 }
 
@@ -282,6 +296,7 @@ fn cache_invalidate<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
+    WROTE.with(|w| w.set(true));
     // SAFETY: relid is the oid of the table the trigger fired on.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     Ok(None)
@@ -303,6 +318,14 @@ fn sync() {
         unsafe { pg_sys::AcceptInvalidationMessages() };
         SYNCED.with(|s| s.set(now));
     }
+}
+
+/// Processes pending invalidation messages now, whatever the statement: `set_tenant()` and
+/// `authenticate()` call it, so that entering a context never relies on an answer older than
+/// the last commit (cheap when nothing is pending).
+pub fn sync_now() {
+    // SAFETY: processing invalidations is allowed wherever a lock may be taken.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
 }
 
 fn lxid() -> u32 {
@@ -432,7 +455,10 @@ where
             CACHES.with(|c| {
                 let mut caches = c.borrow_mut();
                 apply_stale(&mut caches);
-                if caches.triggers_ok == Some(true) && INVALIDATIONS.with(|n| n.get()) == before {
+                if caches.triggers_ok == Some(true)
+                    && INVALIDATIONS.with(|n| n.get()) == before
+                    && !WROTE.with(|w| w.get())
+                {
                     map(&mut caches).insert(key, value.clone());
                 }
             });
@@ -475,8 +501,18 @@ pub fn tenant_active(tenant: Uuid) -> Option<bool> {
         tenant,
         |fresh| match TENANT_PROBE.with(|p| p.get()) {
             // SAFETY: the probe was resolved from the catalogs after the last invalidation of
-            // tenancy.tenants (any change to the table or its indexes clears it).
-            Some(probe) if fresh => unsafe { probe_tenant(probe, tenant) },
+            // tenancy.tenants (any change to the table or its indexes clears it), and is checked
+            // again against the table once it is locked.
+            Some(probe) if fresh => match unsafe { probe_tenant(probe, tenant) } {
+                Some(status) => status,
+                None => first_row(
+                    fresh,
+                    TENANT_SQL,
+                    &[pg_sys::UUIDOID],
+                    &[uuid_arg(tenant)],
+                    |row| row.get::<bool>(1).unwrap_or(false),
+                ),
+            },
             _ => first_row(
                 fresh,
                 TENANT_SQL,
@@ -492,13 +528,26 @@ pub fn tenant_active(tenant: Uuid) -> Option<bool> {
 /// fresh snapshot: what the query in `tenant_active.sql` answers, without the executor. Every
 /// connection's first `set_tenant()` of a tenant pays this, so with many tenants (each seen
 /// rarely by one connection) it is most of what a cache miss costs.
-unsafe fn probe_tenant(probe: TenantProbe, tenant: Uuid) -> Option<bool> {
+///
+/// `None` when the table, once locked, is not as the probe expects (DDL committed while this
+/// backend waited for the lock): the caller then asks with a query.
+unsafe fn probe_tenant(probe: TenantProbe, tenant: Uuid) -> Option<Option<bool>> {
     let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
     // SAFETY: the oids and column numbers come from the catalogs (see TENANT_PROBE); the key's
     // argument points to a palloc'd uuid that outlives the scan; every resource acquired here
     // is released here, or by the transaction's abort on error.
     unsafe {
+        let before = INVALIDATIONS.with(|n| n.get());
         let rel = pg_sys::table_open(probe.table, lock);
+        // Taking the lock may have processed invalidations (an ALTER TABLE that committed
+        // while we waited): then the layout may have changed under the probe.
+        if INVALIDATIONS.with(|n| n.get()) != before
+            || !column_is(rel, probe.id_column, pg_sys::UUIDOID)
+            || !column_is(rel, probe.status_column, pg_sys::TEXTOID)
+        {
+            pg_sys::table_close(rel, lock);
+            return None;
+        }
         let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
         let id = pg_sys::palloc(16) as *mut u8;
         std::ptr::copy_nonoverlapping(tenant.as_bytes().as_ptr(), id, 16);
@@ -527,7 +576,21 @@ unsafe fn probe_tenant(probe: TenantProbe, tenant: Uuid) -> Option<bool> {
         pg_sys::UnregisterSnapshot(snapshot);
         pg_sys::table_close(rel, lock);
         pg_sys::pfree(id.cast());
-        status
+        Some(status)
+    }
+}
+
+/// Whether column `column` of the open relation exists with type `type_oid`.
+unsafe fn column_is(rel: pg_sys::Relation, column: i16, type_oid: pg_sys::Oid) -> bool {
+    // SAFETY: rel is open and locked; its descriptor has natts attributes.
+    unsafe {
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts;
+        if column < 1 || i32::from(column) > natts {
+            return false;
+        }
+        let att = &(*desc).attrs.as_slice(natts as usize)[column as usize - 1];
+        att.atttypid == type_oid && !att.attisdropped
     }
 }
 

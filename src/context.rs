@@ -251,6 +251,7 @@ fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid
     };
     let user = user_id.map(from_pg);
     warn_if_bypassing_rls();
+    crate::cache::sync_now();
 
     let wanted = Context {
         tenant,

@@ -41,6 +41,14 @@ pub fn init() {
     }
 }
 
+/// A top-level utility statement (CALL, DO, COPY, …) starts a statement too: a procedure's
+/// or DO block's own expressions may never reach the executor.
+pub fn utility_statement() {
+    if DEPTH.with(|d| d.get()) == 0 {
+        STATEMENT.with(|s| s.set(s.get().wrapping_add(1)));
+    }
+}
+
 fn enter() {
     let depth = DEPTH.with(|d| d.get());
     if depth == 0 {

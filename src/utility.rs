@@ -17,7 +17,7 @@ use std::ffi::{c_char, CStr};
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::{error, guard, gucs};
+use crate::{error, guard, gucs, statement};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -72,6 +72,9 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: PostgreSQL passes a valid statement; the previous hook and the standard function
     // have exactly this signature.
     unsafe {
+        if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
+            statement::utility_statement();
+        }
         check_guarded(pstmt);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(
@@ -124,6 +127,9 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     // SAFETY: as above.
     unsafe {
+        if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
+            statement::utility_statement();
+        }
         check_guarded(pstmt);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),

@@ -2492,3 +2492,39 @@ fn disabled_invalidation_triggers_turn_the_caches_off() {
     w.batch(&set_role_sql(a, ada, "viewer"));
     app.expect(&probe, &no(), "memberships: trigger recreated");
 }
+
+/// Attack: a procedure's own expressions (plpgsql evaluates `IF tenancy.has_permission(...)`
+/// without the executor) must not act on a role that was lowered before the CALL started,
+/// within the same open transaction: a CALL (like a DO block) is a statement of its own.
+#[test]
+fn a_call_sees_a_role_lowered_before_it_started() {
+    let w = world("cachecall");
+    let a = w.t.a;
+    let ada = w.member(a, "ada@a.example", "admin");
+    w.exec(
+        "CREATE PROCEDURE public.may_write(INOUT ok boolean) LANGUAGE plpgsql AS $p$
+         BEGIN
+             ok := tenancy.has_permission('orders:write');
+         END $p$",
+        &[],
+    );
+    let mut app = w.app();
+    let mut tx = app.c.transaction().unwrap();
+    tx.execute("SELECT tenancy.set_tenant($1, $2)", &[&a, &ada])
+        .unwrap();
+    let call = |tx: &mut Transaction<'_>| -> bool {
+        tx.query_one("CALL public.may_write(NULL)", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert!(call(&mut tx), "an admin may write");
+    assert!(call(&mut tx), "still, from the caches");
+    w.exec(&set_role_sql(a, ada, "viewer"), &[]);
+    assert!(!call(&mut tx), "the CALL after the demotion must see it");
+    let direct: bool = tx
+        .query_one("SELECT tenancy.has_permission('orders:write')", &[])
+        .unwrap()
+        .get(0);
+    assert!(!direct);
+    tx.rollback().unwrap();
+}

@@ -16,7 +16,7 @@ REVOKE ALL ON FUNCTION @extschema@.current_permissions() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.current_permissions() TO PUBLIC;
 
 -- Per-backend caches of tenant status, memberships, roles, permission names, API-token rows
--- and signing keys (src/cache.rs), invalidated by a statement-level trigger on each table.
+-- and signing keys (src/cache.rs), invalidated by triggers on each table (sql/cache.sql).
 CREATE FUNCTION @extschema@.cache_invalidate()
 	RETURNS TRIGGER
 	LANGUAGE c
@@ -59,6 +59,43 @@ ALTER TABLE @extschema@.role_permissions ENABLE ALWAYS TRIGGER tenancy_cache_inv
 ALTER TABLE @extschema@.permissions ENABLE ALWAYS TRIGGER tenancy_cache_invalidate;
 ALTER TABLE @extschema@.api_tokens ENABLE ALWAYS TRIGGER tenancy_cache_invalidate;
 ALTER TABLE @extschema@.signing_keys ENABLE ALWAYS TRIGGER tenancy_cache_invalidate;
+
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.tenants
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.users
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.memberships
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.roles
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.role_permissions
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.permissions
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT
+       OR UPDATE OF id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at,
+                    token_hash
+       OR DELETE ON @extschema@.api_tokens
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+CREATE TRIGGER tenancy_cache_invalidate_replica
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
+
+ALTER TABLE @extschema@.tenants ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.users ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.memberships ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.roles ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.role_permissions ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.permissions ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.api_tokens ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
+ALTER TABLE @extschema@.signing_keys ENABLE REPLICA TRIGGER tenancy_cache_invalidate_replica;
 
 -- tenancy.audit() gains the cache_trigger_disabled check (the rest as in 0.1.0).
 CREATE OR REPLACE FUNCTION @extschema@.audit()
@@ -572,34 +609,41 @@ BEGIN
        AND acl.grantee = ANY (v_reach)
      GROUP BY pa.parname, g.name
     ------------------------------------------------------------------------------------------
-    -- A cache invalidation trigger missing or not ENABLE ALWAYS: the caches are off (correct,
-    -- but every check reads the tables again). See docs/security.md, "Caches".
+    -- A cache invalidation trigger missing or not in its mode (statement trigger ENABLE
+    -- ALWAYS, row trigger ENABLE REPLICA): the caches are off (correct, but every check reads
+    -- the tables again). See docs/security.md, "Caches".
     UNION ALL
     SELECT 'medium', 'cache_trigger_disabled', c.oid::pg_catalog.regclass::text,
            CASE WHEN t.oid IS NULL
-                THEN pg_catalog.format('%s has no trigger tenancy_cache_invalidate: pg_tenancy caches nothing',
-                                       c.oid::pg_catalog.regclass)
-                ELSE pg_catalog.format('trigger tenancy_cache_invalidate on %s is not ENABLE ALWAYS (%s): pg_tenancy caches nothing',
-                                       c.oid::pg_catalog.regclass, t.tgenabled)
+                THEN pg_catalog.format('%s has no trigger %s: pg_tenancy caches nothing',
+                                       c.oid::pg_catalog.regclass, k.name)
+                ELSE pg_catalog.format('trigger %s on %s is not ENABLE %s (%s): pg_tenancy caches nothing',
+                                       k.name, c.oid::pg_catalog.regclass, k.mode_word, t.tgenabled)
            END,
            CASE WHEN t.oid IS NULL
-                THEN pg_catalog.format('CREATE TRIGGER tenancy_cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE OR TRUNCATE ON %s '
-                                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.cache_invalidate(); ',
+                THEN pg_catalog.format('CREATE TRIGGER %s AFTER INSERT OR UPDATE%s OR DELETE%s ON %s '
+                                       'FOR EACH %s EXECUTE FUNCTION @extschema@.cache_invalidate(); ',
+                                       k.name,
                                        CASE WHEN c.relname = 'api_tokens'
                                             THEN ' OF id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at, token_hash'
                                             ELSE '' END,
-                                       c.oid::pg_catalog.regclass)
+                                       CASE WHEN k.per_row THEN '' ELSE ' OR TRUNCATE' END,
+                                       c.oid::pg_catalog.regclass,
+                                       CASE WHEN k.per_row THEN 'ROW' ELSE 'STATEMENT' END)
                 ELSE ''
            END
-           || pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER tenancy_cache_invalidate;',
-                                c.oid::pg_catalog.regclass)
+           || pg_catalog.format('ALTER TABLE %s ENABLE %s TRIGGER %s;',
+                                c.oid::pg_catalog.regclass, k.mode_word, k.name)
       FROM pg_catalog.pg_class c
+     CROSS JOIN (VALUES ('tenancy_cache_invalidate', false, 'ALWAYS', 'A'::"char"),
+                        ('tenancy_cache_invalidate_replica', true, 'REPLICA', 'R'::"char"))
+                AS k(name, per_row, mode_word, mode)
       LEFT JOIN pg_catalog.pg_trigger t
-             ON t.tgrelid = c.oid AND t.tgname = 'tenancy_cache_invalidate'
+             ON t.tgrelid = c.oid AND t.tgname = k.name
      WHERE c.relnamespace = '@extschema@'::pg_catalog.regnamespace
        AND c.relname IN ('tenants', 'users', 'memberships', 'roles', 'role_permissions',
                          'permissions', 'api_tokens', 'signing_keys')
-       AND (t.oid IS NULL OR t.tgenabled <> 'A')
+       AND (t.oid IS NULL OR t.tgenabled <> k.mode)
     ------------------------------------------------------------------------------------------
     -- Without preloading, denials go to the server log only.
     UNION ALL

@@ -70,6 +70,7 @@ fn auth_failed(tenant: Option<Uuid>, token: Option<Uuid>, reason: &str) -> ! {
 )]
 fn authenticate(token: Option<&[u8]>) {
     context::warn_if_bypassing_rls();
+    crate::cache::sync_now();
     let token = token_text(token).unwrap_or_else(|reason| auth_failed(None, None, reason));
     let ctx = if token.starts_with(tenancy_tokens::api_token::PREFIX) {
         api_token::verify(token)

@@ -405,12 +405,15 @@ REVOKE SET ON PARAMETER tenancy.log_allowed FROM regress_audit_owner;
 ALTER TABLE tenancy.memberships DISABLE TRIGGER tenancy_cache_invalidate;
 ALTER TABLE tenancy.api_tokens ENABLE TRIGGER tenancy_cache_invalidate;
 DROP TRIGGER tenancy_cache_invalidate ON tenancy.roles;
+ALTER TABLE tenancy.users DISABLE TRIGGER tenancy_cache_invalidate_replica;
+DROP TRIGGER tenancy_cache_invalidate_replica ON tenancy.signing_keys;
 SELECT * FROM aud_findings();
 SELECT * FROM aud_fix('cache_trigger_disabled');
 SELECT * FROM aud_findings();
-SELECT c.relname, t.tgenabled, pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
- WHERE t.tgname = 'tenancy_cache_invalidate' AND c.relname IN ('memberships', 'api_tokens', 'roles')
- ORDER BY 1;
+SELECT c.relname, t.tgname, t.tgenabled, pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE (t.tgname = 'tenancy_cache_invalidate' AND c.relname IN ('memberships', 'api_tokens', 'roles'))
+    OR (t.tgname = 'tenancy_cache_invalidate_replica' AND c.relname IN ('users', 'signing_keys'))
+ ORDER BY 1, 2;
 
 ------------------------------------------------------------------------------------------
 -- durable_log_off needs a server without the library preloaded; here it is preloaded (see

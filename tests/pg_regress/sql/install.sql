@@ -158,10 +158,12 @@ SELECT count(*) AS grants FROM tenancy.role_permissions WHERE seeded;
 RESET ROLE;
 DROP ROLE regress_install_client;
 
--- Cache invalidation: one statement-level trigger per cached table, enabled ALWAYS (see
--- src/cache.rs); api_tokens' fires on updates of every column but last_used_at.
+-- Cache invalidation (sql/cache.sql): per cached table a statement trigger enabled ALWAYS
+-- (after INSERT, UPDATE, DELETE, TRUNCATE: tgtype 60) and a row trigger enabled REPLICA (after
+-- INSERT, UPDATE, DELETE: tgtype 29); api_tokens' fire on updates of every column but
+-- last_used_at.
 SELECT c.relname, t.tgname, t.tgenabled, pg_get_triggerdef(t.oid) ~ 'FOR EACH STATEMENT' AS per_statement,
-       t.tgtype & 60 = 60 AS insert_update_delete_truncate,
+       t.tgtype & 127 AS tgtype,
        (SELECT string_agg(a.attname, ',' ORDER BY a.attnum)
           FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum = ANY (t.tgattr::int2[])) AS update_of
