@@ -6,10 +6,11 @@
 //! backend keeps what it has read, and PostgreSQL's own invalidation machinery says when to
 //! forget it:
 //!
-//! - a statement-level trigger (`tenancy.cache_invalidate()`, `ENABLE ALWAYS`) on each of the
-//!   eight tables queues a relation-cache invalidation of that table, which PostgreSQL sends
-//!   to every backend when (and only when) the writing transaction commits, after the change
-//!   became visible; an aborted change sends nothing to others and is forgotten locally;
+//! - triggers (`tenancy.cache_invalidate()`: per statement `ENABLE ALWAYS`, and per row
+//!   `ENABLE REPLICA` for logical replication's apply, see sql/cache.sql) on each of the eight
+//!   tables queue a relation-cache invalidation of that table, which PostgreSQL sends to every
+//!   backend when (and only when) the writing transaction commits, after the change became
+//!   visible; an aborted change sends nothing to others and is forgotten locally;
 //! - a relcache callback registered here marks the caches of that table stale;
 //! - the first look-up of every statement processes the pending invalidation messages, so a
 //!   change committed before a statement starts is seen by that statement, as before the
@@ -17,12 +18,13 @@
 //! - a miss is read with a fresh snapshot taken after the messages were processed (see
 //!   [`privileged::query_rows`]), and is not stored when an invalidation arrived meanwhile.
 //!
-//! Nothing is cached unless the eight triggers exist and are enabled ALWAYS (checked once,
-//! then again after any invalidation of these tables): a library newer than the installed SQL
+//! Nothing is cached unless these triggers exist in their modes (checked once, then again
+//! after any invalidation of these tables): a library newer than the installed SQL
 //! (before `ALTER EXTENSION pg_tenancy UPDATE`), or a superuser's `DISABLE TRIGGER`, turns the
 //! caches off rather than letting them go stale. Sizes are bounded; what is looked up with
 //! attacker-chosen keys (unknown tokens, unknown kids, unknown tenants) is never stored.
 
+use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -111,7 +113,11 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
         }
     }
 
-    fn get(&mut self, key: &K) -> Option<V> {
+    fn get<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(v) = self.young.get(key) {
             return Some(v.clone());
         }
@@ -290,7 +296,8 @@ unsafe extern "C-unwind" fn on_subxact(
 
 /// The trigger on each cached table: queues an invalidation of the table's relation-cache
 /// entry, which PostgreSQL delivers to every backend when the transaction commits (and to this
-/// one at its next command). Internal: installed by the extension script, FOR EACH STATEMENT.
+/// one at its next command). Internal: installed by the extension script (sql/cache.sql), per
+/// statement and, for logical replication's apply worker, per row.
 #[pg_trigger]
 fn cache_invalidate<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -305,17 +312,9 @@ fn cache_invalidate<'a>(
 /// Once per statement, processes pending invalidation messages (PostgreSQL does so at
 /// transaction start and when it takes a new lock; a long transaction needs it here too).
 fn sync() {
-    // SAFETY: plain reads of backend-local transaction state.
-    let now = unsafe {
-        (
-            lxid(),
-            statement::current(),
-            pg_sys::GetCurrentCommandId(false),
-        )
-    };
+    let now = statement::position();
     if SYNCED.with(|s| s.get()) != now {
-        // SAFETY: processing invalidations is allowed wherever a lock may be taken.
-        unsafe { pg_sys::AcceptInvalidationMessages() };
+        sync_now();
         SYNCED.with(|s| s.set(now));
     }
 }
@@ -326,16 +325,6 @@ fn sync() {
 pub fn sync_now() {
     // SAFETY: processing invalidations is allowed wherever a lock may be taken.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-}
-
-fn lxid() -> u32 {
-    // SAFETY: MyProc is valid in a backend.
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-        return (*pg_sys::MyProc).lxid;
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
-        return (*pg_sys::MyProc).vxid.lxid;
-    }
 }
 
 /// Applies the invalidations noted by the callback.
@@ -426,13 +415,15 @@ fn triggers_ok() -> bool {
 }
 
 /// The cached answer for `key`, else `load()`'s, stored when it is `Some` and storing is safe.
-fn cached<K, V>(
+/// The key is borrowed: a hit allocates nothing.
+fn cached<K, Q, V>(
     map: fn(&mut Caches) -> &mut Bounded<K, V>,
-    key: K,
+    key: &Q,
     load: impl FnOnce(bool) -> Option<V>,
 ) -> Option<V>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     V: Clone,
 {
     sync();
@@ -441,7 +432,7 @@ where
         let hit = CACHES.with(|c| {
             let mut caches = c.borrow_mut();
             apply_stale(&mut caches);
-            map(&mut caches).get(&key)
+            map(&mut caches).get(key)
         });
         if hit.is_some() {
             return hit;
@@ -459,7 +450,7 @@ where
                     && INVALIDATIONS.with(|n| n.get()) == before
                     && !WROTE.with(|w| w.get())
                 {
-                    map(&mut caches).insert(key, value.clone());
+                    map(&mut caches).insert(key.to_owned(), value.clone());
                 }
             });
         }
@@ -498,12 +489,13 @@ fn uuid_col(row: &privileged::Row, column: i32) -> Option<Uuid> {
 pub fn tenant_active(tenant: Uuid) -> Option<bool> {
     cached(
         |c| &mut c.tenants,
-        tenant,
-        |fresh| match TENANT_PROBE.with(|p| p.get()) {
+        &tenant,
+        |fresh| {
+            let probe = TENANT_PROBE.with(|p| p.get()).filter(|_| fresh);
             // SAFETY: the probe was resolved from the catalogs after the last invalidation of
             // tenancy.tenants (any change to the table or its indexes clears it), and is checked
             // again against the table once it is locked.
-            Some(probe) if fresh => match unsafe { probe_tenant(probe, tenant) } {
+            match probe.and_then(|p| unsafe { probe_tenant(p, tenant) }) {
                 Some(status) => status,
                 None => first_row(
                     fresh,
@@ -512,14 +504,7 @@ pub fn tenant_active(tenant: Uuid) -> Option<bool> {
                     &[uuid_arg(tenant)],
                     |row| row.get::<bool>(1).unwrap_or(false),
                 ),
-            },
-            _ => first_row(
-                fresh,
-                TENANT_SQL,
-                &[pg_sys::UUIDOID],
-                &[uuid_arg(tenant)],
-                |row| row.get::<bool>(1).unwrap_or(false),
-            ),
+            }
         },
     )
 }
@@ -598,7 +583,7 @@ unsafe fn column_is(rel: pg_sys::Relation, column: i16, type_oid: pg_sys::Oid) -
 pub fn membership(tenant: Uuid, user: Uuid) -> Rc<Membership> {
     cached(
         |c| &mut c.members,
-        (tenant, user),
+        &(tenant, user),
         |fresh| {
             let found = first_row(
                 fresh,
@@ -623,7 +608,7 @@ pub fn role(name: &str) -> Option<Rc<RoleInfo>> {
     }
     cached(
         |c| &mut c.roles,
-        name.to_owned(),
+        name,
         |fresh| {
             let found = first_row(fresh, ROLE_SQL, &[pg_sys::TEXTOID], &[name.into()], |row| {
                 row.get::<i32>(1).map(|rank| RoleInfo {
@@ -644,7 +629,7 @@ pub fn permission_exists(name: &str) -> bool {
     }
     cached(
         |c| &mut c.permissions,
-        name.to_owned(),
+        name,
         |fresh| {
             Some(
                 first_row(
@@ -665,7 +650,7 @@ pub fn permission_exists(name: &str) -> bool {
 pub fn api_token(id: Uuid) -> Option<Rc<TokenRow>> {
     cached(
         |c| &mut c.tokens,
-        id,
+        &id,
         |fresh| {
             first_row(
                 fresh,
@@ -708,7 +693,7 @@ pub fn token_touched(id: Uuid, at: i64) {
 pub fn signing_secret(kid: &str) -> Option<Rc<Vec<u8>>> {
     cached(
         |c| &mut c.keys,
-        kid.to_owned(),
+        kid,
         |fresh| {
             first_row(fresh, KEY_SQL, &[pg_sys::TEXTOID], &[kid.into()], |row| {
                 row.get::<Vec<u8>>(1)

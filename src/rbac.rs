@@ -63,31 +63,15 @@ fn allowed(ctx: &Context, actor: &Actor, permission: &str) -> bool {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct StatementKey {
-    lxid: u32,
-    statement: u64,
-    command_id: u32,
+    position: (u32, u64, u32),
     generation: u64,
 }
 
 impl StatementKey {
     fn now() -> StatementKey {
-        // SAFETY: plain reads of backend-local transaction state.
-        unsafe {
-            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-            let lxid = (*pg_sys::MyProc).lxid;
-            #[cfg(not(any(
-                feature = "pg13",
-                feature = "pg14",
-                feature = "pg15",
-                feature = "pg16"
-            )))]
-            let lxid = (*pg_sys::MyProc).vxid.lxid;
-            StatementKey {
-                lxid,
-                statement: statement::current(),
-                command_id: pg_sys::GetCurrentCommandId(false),
-                generation: context::generation(),
-            }
+        StatementKey {
+            position: statement::position(),
+            generation: context::generation(),
         }
     }
 }

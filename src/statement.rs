@@ -41,19 +41,30 @@ pub fn init() {
     }
 }
 
+/// Where the session is: (local transaction id, top-level statement, command id). Changes
+/// whenever a new statement (or command within one) runs; keys what lives for one statement.
+pub fn position() -> (u32, u64, u32) {
+    // SAFETY: plain reads of backend-local transaction state; MyProc is valid in a backend.
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+        let lxid = (*pg_sys::MyProc).lxid;
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+        let lxid = (*pg_sys::MyProc).vxid.lxid;
+        (lxid, current(), pg_sys::GetCurrentCommandId(false))
+    }
+}
+
 /// A top-level utility statement (CALL, DO, COPY, …) starts a statement too: a procedure's
 /// or DO block's own expressions may never reach the executor.
-pub fn utility_statement() {
+pub fn begin_statement() {
     if DEPTH.with(|d| d.get()) == 0 {
         STATEMENT.with(|s| s.set(s.get().wrapping_add(1)));
     }
 }
 
 fn enter() {
+    begin_statement();
     let depth = DEPTH.with(|d| d.get());
-    if depth == 0 {
-        STATEMENT.with(|s| s.set(s.get().wrapping_add(1)));
-    }
     DEPTH.with(|d| d.set(depth + 1));
 }
 

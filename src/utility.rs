@@ -73,7 +73,7 @@ unsafe extern "C-unwind" fn process_utility(
     // have exactly this signature.
     unsafe {
         if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
-            statement::utility_statement();
+            statement::begin_statement();
         }
         check_guarded(pstmt);
         match PREV_PROCESS_UTILITY {
@@ -128,7 +128,7 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: as above.
     unsafe {
         if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
-            statement::utility_statement();
+            statement::begin_statement();
         }
         check_guarded(pstmt);
         match PREV_PROCESS_UTILITY {
