@@ -1,9 +1,13 @@
 #![cfg(feature = "client-tests")]
-//! Upgrades and dumps. A database created at the released 0.1.0 with tenants, members,
-//! invitations, tokens, isolated tables and users' own grants is updated with
+//! Upgrades and dumps. A database created at each released version (0.1.0, 0.2.0) with tenants,
+//! members, invitations, tokens, isolated tables and users' own grants is updated with
 //! `ALTER EXTENSION pg_tenancy UPDATE`: the data, the grants and isolation survive, and the
 //! extension's objects equal those of a fresh install of the current version. The pg_tenancy
 //! tables also survive `pg_dump` / `pg_restore`.
+//!
+//! `make install` installs the current version's install script and every upgrade script; the
+//! released install scripts (`sql/pg_tenancy--X.Y.Z.sql`) are test fixtures, copied into the
+//! extension directory of the PostgreSQL under test (`PG_CONFIG`) here.
 
 mod common;
 
@@ -20,8 +24,34 @@ fn pg_bin() -> String {
     std::env::var("PG_BIN").unwrap_or_else(|_| PG_BIN.to_string())
 }
 
+/// Puts the released install script of `version` into the extension directory of the
+/// PostgreSQL under test, so that `CREATE EXTENSION … VERSION` can use it.
+fn install_released_script(version: &str) {
+    let file = format!("pg_tenancy--{version}.sql");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql")
+        .join(&file);
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| format!("{}/pg_config", pg_bin()));
+    let out = Command::new(&pg_config)
+        .arg("--sharedir")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+    let sharedir = String::from_utf8(out.stdout).unwrap();
+    let target = std::path::Path::new(sharedir.trim())
+        .join("extension")
+        .join(&file);
+    let wanted = std::fs::read(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    if std::fs::read(&target).ok().as_deref() != Some(&wanted[..]) {
+        std::fs::write(&target, &wanted)
+            .unwrap_or_else(|e| panic!("cannot install {}: {e}", target.display()));
+    }
+}
+
 /// A database with the extension at `version` (None: the default, i.e. current, version).
 fn database(label: &str, version: Option<&str>) -> TestDb {
+    if let Some(v) = version {
+        install_released_script(v);
+    }
     let db = TestDb::new_without_extension(label);
     let sql = match version {
         Some(v) => format!("CREATE EXTENSION pg_tenancy VERSION '{v}'"),
@@ -190,7 +220,16 @@ fn counts(admin: &mut Client) -> Vec<i64> {
 
 #[test]
 fn update_from_0_1_0_keeps_data_grants_and_isolation_and_equals_a_fresh_install() {
-    let mut old = database("upgrade", Some("0.1.0"));
+    update_keeps_data_grants_and_isolation_and_equals_a_fresh_install("0.1.0");
+}
+
+#[test]
+fn update_from_0_2_0_keeps_data_grants_and_isolation_and_equals_a_fresh_install() {
+    update_keeps_data_grants_and_isolation_and_equals_a_fresh_install("0.2.0");
+}
+
+fn update_keeps_data_grants_and_isolation_and_equals_a_fresh_install(from: &str) {
+    let mut old = database("upgrade", Some(from));
     let f = populate(&mut old);
     let mut admin = old.admin();
     let before = counts(&mut admin);
@@ -212,7 +251,7 @@ fn update_from_0_1_0_keeps_data_grants_and_isolation_and_equals_a_fresh_install(
         .unwrap()
         .get(0);
     assert_eq!(version, default);
-    assert_ne!(version, "0.1.0");
+    assert_ne!(version, from);
     assert_eq!(counts(&mut admin), before, "rows changed in the update");
 
     // The users' grants survived.
