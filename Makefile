@@ -1,24 +1,33 @@
 # pg_tenancy task runner. Every target installs what it is missing first (scripts/install-deps.sh).
 #
 #   make demo      build, install, start a throwaway cluster and walk through the quickstart
-#   make test      lint, in-database tests, pg_regress suite, client tests, client examples
+#   make test      lint, in-database tests, pg_regress suite, client tests, client examples, on
+#                  every tested PostgreSQL major (PG_MAJORS) one after the other, then the
+#                  pg_upgrade test from the oldest to the newest
 #   make install   install into the PostgreSQL that PG_CONFIG names
 #   make bench     (see BENCHMARKS.md)
+#
+# PG_MAJOR picks one major for every target (`PG_MAJOR=18 make test`). Without it, `make test`
+# runs them all and the other targets use PostgreSQL 15 (Debian's, the one a Debian server
+# has). scripts/pg-config.sh knows where each major is installed.
 
+PG_MAJORS   := 15 18
 PG_MAJOR    ?= 15
-PG_CONFIG   ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+PG_CONFIG   ?= $(shell scripts/pg-config.sh $(PG_MAJOR))
 PG_BIN      := $(shell $(PG_CONFIG) --bindir 2>/dev/null)
 PGRX_VERSION := $(shell sed -n 's/^pgrx = "=\(.*\)"/\1/p' Cargo.toml)
 FEATURES    := pg$(PG_MAJOR)
-CLUSTERS    := $(CURDIR)/target/clusters
-TEST_PORT   ?= 28901
-DEMO_PORT   ?= 28950
-CLIENT_TESTS := $(patsubst tests/%.rs,--test %,$(wildcard tests/*.rs))
+# Each major has its own clusters and ports, so that runs of two majors never meet.
+CLUSTERS    := $(CURDIR)/target/clusters/pg$(PG_MAJOR)
+TEST_PORT   ?= 289$(PG_MAJOR)
+DEMO_PORT   ?= 289$(shell expr $(PG_MAJOR) + 50)
+CLIENT_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/pg_upgrade.rs tests/citus.rs,$(wildcard tests/*.rs)))
 
-export PG_BIN
+export PG_BIN PG_CONFIG
 
-.PHONY: deps build install install-dev lint pgrx-test unit-test regress client-test examples test demo \
-        clean cluster-start cluster-stop fuzz fuzz-smoke
+.PHONY: deps build install install-dev lint lint-major pgrx-test unit-test regress client-test \
+        examples test test-major pg-upgrade-test demo clean cluster-start cluster-stop fuzz \
+        fuzz-smoke check-modules
 
 deps:
 	@scripts/install-deps.sh
@@ -26,23 +35,23 @@ deps:
 build: deps
 	cargo build --no-default-features --features $(FEATURES)
 
-EXTENSION_DIR = $(shell $(PG_CONFIG) --sharedir)/extension
-
-# Release build, for users. Also installs the install scripts of released versions and the
-# upgrade scripts, so that `ALTER EXTENSION pg_tenancy UPDATE` works from any release.
+# Release build, for users: the library, the control file, this version's install script and
+# every upgrade script in sql/ (cargo-pgrx installs sql/pg_tenancy--FROM--TO.sql by itself).
 install: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
-	install -m 644 sql/releases/*.sql sql/upgrades/*.sql $(EXTENSION_DIR)/
 
 # Debug build, faster to compile; what the test clusters run.
 install-dev: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
-	install -m 644 sql/releases/*.sql sql/upgrades/*.sql $(EXTENSION_DIR)/
 
+# What does not depend on the major: frozen releases, formatting.
 lint: deps
 	scripts/check-releases.sh
-	scripts/check-dockerfile.sh
 	cargo fmt --check
+
+# What does: clippy on this major's bindings, and the Dockerfile's package for it.
+lint-major: deps
+	scripts/check-dockerfile.sh
 	cargo clippy --all-targets --no-default-features --features "$(FEATURES) client-tests" -- -D warnings
 
 # In-database #[pg_test]s and Rust unit tests. initdb refuses root, so the test cluster runs as
@@ -83,7 +92,8 @@ client-test:
 examples:
 	scripts/examples.sh $(TEST_PORT)
 
-test: lint unit-test fuzz-smoke pgrx-test cluster-start
+# Everything on one major, timed.
+test-major: lint-major pgrx-test cluster-start
 	@status=0; \
 	$(MAKE) --no-print-directory regress || status=$$?; \
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory client-test || status=$$?; \
@@ -92,13 +102,39 @@ test: lint unit-test fuzz-smoke pgrx-test cluster-start
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory bench-smoke || status=$$?; \
 	exit $$status
 
+ifeq ($(origin PG_MAJOR),file)
+test: lint unit-test fuzz-smoke
+	@for m in $(PG_MAJORS); do \
+	    start=$$(date +%s); \
+	    $(MAKE) --no-print-directory test-major PG_MAJOR=$$m || exit $$?; \
+	    echo "make test: PostgreSQL $$m passed in $$(( $$(date +%s) - start )) s"; \
+	done
+	@start=$$(date +%s); $(MAKE) --no-print-directory pg-upgrade-test && \
+	    echo "make test: pg_upgrade $(firstword $(PG_MAJORS)) → $(lastword $(PG_MAJORS)) passed in $$(( $$(date +%s) - start )) s"
+else
+test: lint unit-test fuzz-smoke test-major
+endif
+
+# A cluster of the oldest tested major with pg_tenancy in use, upgraded with the newest
+# major's pg_upgrade (tests/pg_upgrade.rs). Both builds are installed first.
+PG_UPGRADE_FROM := $(firstword $(PG_MAJORS))
+PG_UPGRADE_TO   := $(lastword $(PG_MAJORS))
+pg-upgrade-test: deps
+	$(MAKE) --no-print-directory install-dev PG_MAJOR=$(PG_UPGRADE_FROM)
+	$(MAKE) --no-print-directory install-dev PG_MAJOR=$(PG_UPGRADE_TO)
+	TENANCY_UPGRADE_OLD_BIN=$$(scripts/pg-config.sh $(PG_UPGRADE_FROM) | xargs -I{} {} --bindir) \
+	TENANCY_UPGRADE_NEW_BIN=$$(scripts/pg-config.sh $(PG_UPGRADE_TO) | xargs -I{} {} --bindir) \
+	TENANCY_UPGRADE_DIR=$(CURDIR)/target/clusters/pg_upgrade \
+	    cargo test --no-default-features --features "pg$(PG_UPGRADE_TO) client-tests" \
+	    --test pg_upgrade -- --test-threads=1
+
 # The benchmark harness (issue 5; see BENCHMARKS.md). `make bench` installs a release build, runs
 # every scenario on a cluster of its own (port BENCH_PORT) and rewrites BENCHMARKS.md and
 # bench/scaling.svg; ~20-25 minutes with the defaults. Knobs: SCALE, ROUNDS, DURATION, ... (see
 # BENCHMARKS.md). `make bench-smoke` (part of `make test`) runs it end to end in seconds on a tiny
 # dataset with whatever build is installed, and writes its report under target/bench-smoke.
 BENCH_PORT       ?= 28960
-BENCH_SMOKE_PORT ?= 28961
+BENCH_SMOKE_PORT ?= 289$(shell expr $(PG_MAJOR) + 60)
 .PHONY: bench bench-smoke
 
 bench: deps
@@ -110,8 +146,8 @@ bench: deps
 
 bench-smoke:
 	bench/run.sh --smoke --port $(BENCH_SMOKE_PORT) --dir $(CLUSTERS)/bench-smoke \
-	    --out target/bench-smoke/BENCHMARKS.md --svg target/bench-smoke/scaling.svg \
-	    --json target/bench-smoke/results.json
+	    --out target/bench-smoke/pg$(PG_MAJOR)/BENCHMARKS.md --svg target/bench-smoke/pg$(PG_MAJOR)/scaling.svg \
+	    --json target/bench-smoke/pg$(PG_MAJOR)/results.json
 
 demo: install-dev
 	scripts/cluster.sh start $(CLUSTERS)/demo $(DEMO_PORT)
@@ -124,6 +160,8 @@ demo: install-dev
 	exit $$status
 
 clean:
-	-scripts/cluster.sh stop $(CLUSTERS)/test
-	-scripts/cluster.sh stop $(CLUSTERS)/demo
-	rm -rf $(CLUSTERS) target/pg_regress
+	-for m in $(PG_MAJORS); do \
+	    PG_BIN=$$($$(scripts/pg-config.sh $$m) --bindir) scripts/cluster.sh stop target/clusters/pg$$m/test; \
+	    PG_BIN=$$($$(scripts/pg-config.sh $$m) --bindir) scripts/cluster.sh stop target/clusters/pg$$m/demo; \
+	done
+	rm -rf target/clusters target/pg_regress

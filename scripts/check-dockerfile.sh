@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# The Dockerfile cannot be built here (no Docker engine). This checks what can be checked: the
-# build stage's `cargo pgrx package` plus its copy of the release and upgrade scripts produce
-# exactly the files `make install` installs, and the runtime stage copies those directories.
+# The Dockerfile cannot be built here (no Docker engine). This checks what can be checked, for
+# the major PG_CONFIG names: `cargo pgrx package` (the Dockerfile's build stage) produces
+# exactly the files `make install` installs, and the runtime stage copies the package's library
+# and extension directories, for whichever PG_MAJOR the image is built with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
-pkg="target/package-check"
+PG_CONFIG="${PG_CONFIG:?PG_CONFIG names the pg_config to package for}"
+major="$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')"
+pkg="target/package-check/pg$major"
 rm -rf "$pkg"
-cargo pgrx package --debug --pg-config "$PG_CONFIG" --no-default-features --features pg15 \
+cargo pgrx package --debug --pg-config "$PG_CONFIG" --no-default-features --features "pg$major" \
     --out-dir "$pkg" >/dev/null 2>&1
-ext="$pkg/usr/share/postgresql/15/extension"
-cp sql/releases/*.sql sql/upgrades/*.sql "$ext/"   # the Dockerfile's build stage does the same
+libdir="$("$PG_CONFIG" --pkglibdir)"
+extdir="$("$PG_CONFIG" --sharedir)/extension"
 
-# What `make install` installs (cargo pgrx install + the Makefile's release/upgrade copy).
+# What `make install` installs: the library, the control file, this version's install script
+# and every upgrade script (cargo-pgrx copies sql/pg_tenancy--FROM--TO.sql).
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 expected=$( {
-    echo "usr/lib/postgresql/15/lib/pg_tenancy.so"
-    echo "usr/share/postgresql/15/extension/pg_tenancy.control"
-    echo "usr/share/postgresql/15/extension/pg_tenancy--$version.sql"
-    for f in sql/releases/*.sql sql/upgrades/*.sql; do
-        echo "usr/share/postgresql/15/extension/$(basename "$f")"
+    echo "${libdir#/}/pg_tenancy.so"
+    echo "${extdir#/}/pg_tenancy.control"
+    echo "${extdir#/}/pg_tenancy--$version.sql"
+    for f in sql/pg_tenancy--*--*.sql; do
+        echo "${extdir#/}/$(basename "$f")"
     done
 } | sort)
 actual=$(cd "$pkg" && find . -type f | sed 's|^\./||' | sort)
@@ -28,9 +31,10 @@ if [ "$expected" != "$actual" ]; then
     diff <(echo "$expected") <(echo "$actual") >&2 || true
     exit 1
 fi
-# The runtime stage copies both package directories, and the build stage copies the scripts.
-grep -q '^COPY --from=build /pkg/usr/share/postgresql/15/extension/ /usr/share/postgresql/15/extension/$' Dockerfile
-grep -q '^COPY --from=build /pkg/usr/lib/postgresql/15/lib/ /usr/lib/postgresql/15/lib/$' Dockerfile
-grep -q 'cp sql/releases/\*.sql sql/upgrades/\*.sql /pkg/usr/share/postgresql/15/extension/' Dockerfile
+# The image's layout is Debian's for every major: the runtime stage copies both directories.
+grep -q '^ARG PG_MAJOR=' Dockerfile
+grep -q '^COPY --from=build /pkg/usr/share/postgresql/${PG_MAJOR}/extension/ /usr/share/postgresql/${PG_MAJOR}/extension/$' Dockerfile
+grep -q '^COPY --from=build /pkg/usr/lib/postgresql/${PG_MAJOR}/lib/ /usr/lib/postgresql/${PG_MAJOR}/lib/$' Dockerfile
+grep -q -- '--features pg${PG_MAJOR} --out-dir /pkg$' Dockerfile
 grep -q '"shared_preload_libraries=pg_tenancy"' Dockerfile
-echo "check-dockerfile: $(echo "$actual" | wc -l) files, as make install installs them"
+echo "check-dockerfile: PostgreSQL $major, $(echo "$actual" | wc -l) files, as make install installs them"

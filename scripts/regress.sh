@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 port="${1:?port}"
 shift
-PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
+PG_CONFIG="${PG_CONFIG:-$(scripts/pg-config.sh 15)}"
 pg_regress="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
 
 if [ $# -gt 0 ]; then
@@ -29,6 +29,7 @@ out="target/pg_regress"
 rm -rf "$out"
 mkdir -p "$out"
 "$pg_regress" \
+    --bindir="$("$PG_CONFIG" --bindir)" \
     --host=127.0.0.1 --port="$port" --user=postgres \
     --dbname=pg_tenancy_regress \
     --inputdir=tests/pg_regress --outputdir="$out" \

@@ -567,16 +567,12 @@ unsafe fn probe_tenant(probe: TenantProbe, tenant: Uuid) -> Option<Option<bool>>
 
 /// Whether column `column` of the open relation exists with type `type_oid`.
 unsafe fn column_is(rel: pg_sys::Relation, column: i16, type_oid: pg_sys::Oid) -> bool {
-    // SAFETY: rel is open and locked; its descriptor has natts attributes.
-    unsafe {
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts;
-        if column < 1 || i32::from(column) > natts {
-            return false;
-        }
-        let att = &(*desc).attrs.as_slice(natts as usize)[column as usize - 1];
-        att.atttypid == type_oid && !att.attisdropped
-    }
+    // SAFETY: rel is open and locked; its descriptor outlives this borrow.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    column >= 1
+        && desc
+            .get(column as usize - 1)
+            .is_some_and(|att| att.atttypid == type_oid && !att.attisdropped)
 }
 
 /// The user's standing in the tenant (default: not a member, not a platform admin).

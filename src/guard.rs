@@ -32,21 +32,10 @@ pub fn init() {
 // our own check runs inside a pgrx guard.
 unsafe extern "C-unwind" {
     #[link_name = "standard_ExecutorStart"]
-    fn raw_standard_executor_start(
-        query_desc: *mut pg_sys::QueryDesc,
-        eflags: c_int,
-    ) -> ExecutorStartResult;
+    fn raw_standard_executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int);
 }
 
-#[cfg(not(feature = "pg18"))]
-type ExecutorStartResult = ();
-#[cfg(feature = "pg18")]
-type ExecutorStartResult = bool;
-
-unsafe extern "C-unwind" fn executor_start(
-    query_desc: *mut pg_sys::QueryDesc,
-    eflags: c_int,
-) -> ExecutorStartResult {
+unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
     // SAFETY: PostgreSQL passes a valid query descriptor; the previous hook and the standard
     // function have exactly this signature.
     unsafe {

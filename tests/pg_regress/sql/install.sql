@@ -8,12 +8,16 @@ SELECT e.extname, n.nspname AS schema, e.extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pg_tenancy';
 
--- Every object that belongs to the extension.
+-- Every object that belongs to the extension (but the row types of its tables and views, which
+-- PostgreSQL 18 lists as members too: they come and go with their relations).
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS object
   FROM pg_depend d
  WHERE d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_tenancy')
    AND d.deptype = 'e'
+   AND NOT EXISTS (SELECT FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
+                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                      AND (t.typrelid <> 0 OR e.typrelid <> 0))
  ORDER BY 1;
 
 -- Functions: signature, volatility, parallel safety, strictness, SECURITY DEFINER and the
@@ -67,10 +71,11 @@ SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.att
  WHERE c.relnamespace = 'tenancy'::regnamespace AND c.relkind IN ('r', 'p', 'v')
  ORDER BY c.relname, a.attnum;
 
--- Constraints and indexes.
+-- Constraints and indexes (NOT NULL is shown with the columns above; PostgreSQL 18 also
+-- catalogs it as a constraint).
 SELECT conrelid::regclass AS "table", conname, pg_get_constraintdef(oid) AS definition
   FROM pg_constraint
- WHERE connamespace = 'tenancy'::regnamespace
+ WHERE connamespace = 'tenancy'::regnamespace AND contype <> 'n'
  ORDER BY conrelid::regclass::text, conname;
 SELECT tablename, indexname, indexdef
   FROM pg_indexes
