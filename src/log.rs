@@ -121,6 +121,37 @@ fn log_denial(action: Option<&str>, permission: Option<&str>, reason: Option<&st
     denial(action, permission, reason);
 }
 
+/// Records a decision taken in SQL about `tenant` (the lifecycle functions: suspending a tenant,
+/// listing a user's tenants, ...), allowed or not, whatever `tenancy.log_allowed` says. The user
+/// and token come from the context, if any. Not executable by application roles: only
+/// pg_tenancy's own SECURITY DEFINER functions call it.
+#[pgrx::pg_extern(volatile, parallel_restricted)]
+fn log_decision(
+    tenant: Option<pgrx::Uuid>,
+    action: Option<&str>,
+    permission: Option<&str>,
+    allowed: Option<bool>,
+    reason: Option<&str>,
+) {
+    let (Some(action), Some(allowed), Some(reason)) = (action, allowed, reason) else {
+        crate::error::bad_argument(
+            "tenancy: action, allowed and reason must not be null",
+            "log_decision(tenant, action, permission, allowed, reason) records a decision",
+        );
+    };
+    let ctx = context::current();
+    let ctx = ctx.as_deref();
+    decision_always(
+        tenant.map(|t| Uuid::from_bytes(*t.as_bytes())),
+        ctx.and_then(|c| c.user),
+        ctx.and_then(|c| c.token),
+        action,
+        permission,
+        allowed,
+        reason,
+    );
+}
+
 /// A write refused by an isolation policy (PostgreSQL's "new row violates row-level security
 /// policy"), seen while its error was reported and logged once its transaction rolled back.
 struct RefusedWrite {
