@@ -1,17 +1,25 @@
-//! The per-transaction tenant context and its accessors.
+//! The per-transaction tenant context: its storage and the accessors that read it.
 //!
-//! The context lives in the `tenancy.context` setting (see `gucs.rs`), written with `SET LOCAL`
-//! semantics by pg_tenancy only. Its decoded form is kept here, refreshed by the setting's
-//! assign hook, so that `current_tenant()` is a memory read.
+//! The context lives in the setting `tenancy.context`, defined here. It is `SUSET`, and its
+//! check hook refuses every value that pg_tenancy itself did not write, so no role (not even a
+//! superuser) can plant a context with `SET`, `set_config()`, `PGOPTIONS`, `ALTER ROLE/DATABASE
+//! SET` or a placeholder created before the library loaded. It is a setting for two reasons
+//! only: PostgreSQL's GUC stack reverts it at COMMIT, ROLLBACK and ROLLBACK TO SAVEPOINT, and it
+//! is copied into parallel workers. Its decoded form is kept here, refreshed by the assign hook,
+//! so that `current_tenant()` is a memory read.
+//!
+//! This module stores and reads; entering a tenant (which checks the tenant and the user) is
+//! `entry.rs` and `tokens/`.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::rc::Rc;
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::PgSqlErrorCode;
 use uuid::Uuid;
 
-use crate::{error, gucs, log, privileged, rbac, statement};
+use crate::{error, privileged, statement};
 
 /// How the context was entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +121,14 @@ impl Context {
     }
 }
 
+const SETTING_NAME: &CStr = c"tenancy.context";
+
+/// Backing storage of `tenancy.context`; owned by the GUC machinery.
+static mut SETTING_VALUE: *mut c_char = std::ptr::null_mut();
+
 thread_local! {
+    /// True only while pg_tenancy itself writes `tenancy.context`.
+    static WRITING: Cell<bool> = const { Cell::new(false) };
     /// The top-level statement that last read the context (see `statement.rs`).
     static READ_IN: Cell<u64> = const { Cell::new(0) };
     static CURRENT: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
@@ -123,7 +138,7 @@ thread_local! {
 }
 
 /// Called by the assign hook of `tenancy.context` with its new raw value.
-pub fn install(raw: &str) {
+fn install(raw: &str) {
     let decoded = if raw.is_empty() {
         None
     } else {
@@ -153,7 +168,7 @@ pub fn read() -> Option<Rc<Context>> {
 
 /// Raises `42501` unless the context may change now: the running statement has not read it,
 /// and no open cursor may still return rows read under it.
-fn check_change_allowed() {
+pub fn check_change_allowed() {
     if READ_IN.with(|r| r.get()) == statement::current() {
         error::forbidden(
             "tenancy: the context cannot change within a statement that has already used it",
@@ -202,8 +217,16 @@ pub fn enter(ctx: &Context) -> bool {
             "tenancy: no transaction block is open, so the context lasts for this statement only"
         );
     }
-    gucs::write_context(&encoded);
+    write(&encoded);
     true
+}
+
+/// Clears the context of the current transaction (`42501` when it may not change now).
+pub fn leave() {
+    if current().is_some() {
+        check_change_allowed();
+        write("");
+    }
 }
 
 /// Warns when the current role bypasses row-level security, so isolation does not hold for it.
@@ -232,92 +255,12 @@ pub fn warn_if_bypassing_rls() {
     }
 }
 
-fn to_pg(u: Uuid) -> pgrx::Uuid {
+pub fn to_pg(u: Uuid) -> pgrx::Uuid {
     pgrx::Uuid::from_bytes(*u.as_bytes())
 }
 
-fn from_pg(u: pgrx::Uuid) -> Uuid {
+pub fn from_pg(u: pgrx::Uuid) -> Uuid {
     Uuid::from_bytes(*u.as_bytes())
-}
-
-/// Sets the tenant (and optionally the acting user) for the current transaction.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid>, "NULL")) {
-    let Some(tenant) = tenant_id.map(from_pg) else {
-        error::bad_argument(
-            "tenancy: tenant_id must not be null",
-            "pass the id of an active tenant to tenancy.set_tenant()",
-        );
-    };
-    let user = user_id.map(from_pg);
-    warn_if_bypassing_rls();
-    crate::cache::sync_now();
-
-    let wanted = Context {
-        tenant,
-        user,
-        token: None,
-        actor: user,
-        source: Source::SetTenant,
-        scopes: None,
-    };
-    if current().is_some_and(|c| *c == wanted) {
-        return;
-    }
-    if !rbac::tenant_is_active(tenant) {
-        log::decision(
-            Some(tenant),
-            user,
-            None,
-            "set_tenant",
-            None,
-            false,
-            "tenant_unknown_or_suspended",
-        );
-        error::unauthenticated(
-            format!("tenancy: tenant {tenant} does not exist or is suspended"),
-            "check the tenant id; a suspended tenant must be reactivated by a platform admin",
-        );
-    }
-    if let Some(user) = user {
-        let actor = rbac::lookup_actor(tenant, user);
-        if actor.role.is_none() && !actor.platform_admin {
-            log::decision(
-                Some(tenant),
-                Some(user),
-                None,
-                "set_tenant",
-                None,
-                false,
-                "not_a_member",
-            );
-            error::forbidden(
-                format!("tenancy: user {user} is not a member of tenant {tenant}"),
-                "add the user to the tenant (tenancy.invite()) or pass the id of a member",
-            );
-        }
-        if actor.role.is_none() {
-            log::decision_always(
-                Some(tenant),
-                Some(user),
-                None,
-                "set_tenant",
-                None,
-                true,
-                "platform_admin",
-            );
-        }
-    }
-    enter(&wanted);
-}
-
-/// Clears the context of the current transaction.
-#[pg_extern(volatile, parallel_unsafe)]
-fn clear_context() {
-    if current().is_some() {
-        check_change_allowed();
-        gucs::write_context("");
-    }
 }
 
 /// The context's tenant; `28000` when there is none.
@@ -343,21 +286,101 @@ fn actor_id() -> Option<pgrx::Uuid> {
     current().and_then(|c| c.actor).map(to_pg)
 }
 
-/// The whole context as JSON, for debugging and logging; `{}` when there is none.
-#[pg_extern(stable, parallel_restricted)]
-fn context() -> JsonB {
-    let Some(ctx) = current() else {
-        return JsonB(serde_json::json!({}));
+/// Defines `tenancy.context`. Called once from `_PG_init`, before the `tenancy.` prefix is
+/// reserved (so that a placeholder planted before the library loaded meets the check hook).
+pub fn init() {
+    // SAFETY: called once from _PG_init; the pointers are 'static and the hooks are pg_guarded.
+    unsafe {
+        pg_sys::DefineCustomStringVariable(
+            SETTING_NAME.as_ptr(),
+            c"Tenant context of the current transaction (written by pg_tenancy only).".as_ptr(),
+            c"Set through tenancy.set_tenant() or tenancy.authenticate(); any other write is refused."
+                .as_ptr(),
+            &raw mut SETTING_VALUE,
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            (pg_sys::GUC_NO_SHOW_ALL
+                | pg_sys::GUC_NOT_IN_SAMPLE
+                | pg_sys::GUC_NO_RESET_ALL
+                | pg_sys::GUC_DISALLOW_IN_FILE
+                | pg_sys::GUC_DISALLOW_IN_AUTO_FILE) as i32,
+            Some(check_context),
+            Some(assign_context),
+            None,
+        );
+    }
+}
+
+/// Writes `tenancy.context` for the current transaction (`SET LOCAL` semantics: reverted at
+/// transaction end and by ROLLBACK TO SAVEPOINT).
+fn write(value: &str) {
+    let Ok(value) = CString::new(value) else {
+        error::internal("an encoded context holds a NUL byte");
     };
-    let actor = rbac::actor();
-    JsonB(serde_json::json!({
-        "tenant_id": ctx.tenant.to_string(),
-        "user_id": ctx.user.map(|u| u.to_string()),
-        "token_id": ctx.token.map(|k| k.to_string()),
-        "role": actor.and_then(|a| a.role.clone()),
-        "scopes": ctx.scopes,
-        "source": ctx.source.as_str(),
-    }))
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            WRITING.with(|w| w.set(false));
+        }
+    }
+    WRITING.with(|w| w.set(true));
+    let _reset = Reset;
+    // SAFETY: both strings are valid C strings for the duration of the call; errors are raised
+    // through the pgrx FFI guard and the flag is reset by `_reset` while unwinding.
+    unsafe {
+        pg_sys::set_config_option(
+            SETTING_NAME.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Refuses every non-empty value that pg_tenancy did not write itself. Parallel workers restore
+/// the leader's value while `InitializingParallelWorker` is set.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_context(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to a (possibly NULL) C string.
+    let empty = unsafe { (*newval).is_null() || **newval == 0 };
+    // SAFETY: reading a PostgreSQL global.
+    let restoring_worker = unsafe { pg_sys::InitializingParallelWorker };
+    if empty || restoring_worker || WRITING.with(|w| w.get()) {
+        return true;
+    }
+    // SAFETY: the GUC_check_* globals are consumed by the caller right after we return false;
+    // pstrdup allocates in the current memory context as PostgreSQL's own hooks do.
+    unsafe {
+        pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
+        pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(
+            c"tenancy: the tenant context cannot be set through a setting".as_ptr(),
+        );
+        pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(
+            c"call tenancy.set_tenant() or tenancy.authenticate() inside the transaction".as_ptr(),
+        );
+    }
+    false
+}
+
+/// Keeps the decoded context in step with the setting, including when PostgreSQL reverts it at
+/// transaction or savepoint end. Must not raise.
+#[pg_guard]
+unsafe extern "C-unwind" fn assign_context(newval: *const c_char, _extra: *mut c_void) {
+    let raw = if newval.is_null() {
+        ""
+    } else {
+        // SAFETY: PostgreSQL passes a valid NUL-terminated string.
+        unsafe { CStr::from_ptr(newval) }.to_str().unwrap_or("")
+    };
+    install(raw);
 }
 
 #[cfg(test)]

@@ -45,6 +45,18 @@ pub fn bad_argument(message: impl Into<String>, hint: impl Into<String>) -> ! {
     )
 }
 
+/// `XX000`: a path that cannot happen unless pg_tenancy itself is wrong (a fixed query that
+/// does not prepare, an encoded value with a NUL byte). Never used for anything a caller's
+/// input can cause: those get one of the contract's codes above.
+#[track_caller]
+pub fn internal(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("tenancy: internal error: {what}"),
+        "this is a bug in pg_tenancy; please report it with the server log",
+    )
+}
+
 /// The `28000` every accessor raises when the transaction has no tenant context.
 #[track_caller]
 pub fn no_tenant_context() -> ! {

@@ -357,7 +357,7 @@ fn claim_writer_slot(q: &mut Queue, database: u32) -> bool {
                 database,
                 pid: -1,
                 in_flight: 0,
-                claimed_at: crate::tokens::now_unix_us(),
+                claimed_at: crate::clock::now_unix_us(),
             };
             true
         }
@@ -368,7 +368,7 @@ fn claim_writer_slot(q: &mut Queue, database: u32) -> bool {
 /// Whether a slot's writer is running, or was claimed recently enough to be still starting.
 fn writer_alive(w: &Writer) -> bool {
     if w.pid == -1 {
-        return crate::tokens::now_unix_us().saturating_sub(w.claimed_at) < START_TIMEOUT_US;
+        return crate::clock::now_unix_us().saturating_sub(w.claimed_at) < START_TIMEOUT_US;
     }
     // SAFETY: BackendPidGetProc only reads the proc array.
     w.pid > 0 && unsafe { !pg_sys::BackendPidGetProc(w.pid).is_null() }
@@ -471,9 +471,11 @@ fn write(database: u32, slots: Vec<Slot>) {
             text_column(&slots, |s| s.role.as_str()).into(),
         ];
         // Recorded denials are durable when the writer commits, whatever the server's default.
-        Spi::run("SET LOCAL synchronous_commit = on").expect("synchronous_commit can be set");
-        Spi::run_with_args(INSERT_SQL, &args)
-            .expect("the log writer inserts into tenancy.auth_log");
+        if Spi::run("SET LOCAL synchronous_commit = on").is_err()
+            || Spi::run_with_args(INSERT_SQL, &args).is_err()
+        {
+            crate::error::internal("the log writer cannot insert into tenancy.auth_log");
+        }
     });
     written(database);
 }

@@ -1,21 +1,33 @@
 //! pg_tenancy: tenant isolation, RBAC and tokens inside PostgreSQL.
 //!
 //! The wiring lives here: the module list, the hand-written SQL in install order, and
-//! `_PG_init`. Each module is named after what it does.
+//! `_PG_init`. Each module is named after what it does, and the modules stack: each one uses
+//! only modules listed above it, so the files can be read from the top of this list down
+//! (`scripts/check-modules.py`, run by `make lint`, keeps it so).
 
-mod cache;
-mod context;
+// Leaves: the error contract, time, the statement counter, privileged queries, settings.
+mod clock;
 mod error;
-mod guard;
 mod gucs;
-mod journal;
-mod log;
 mod privileged;
-mod rbac;
 mod statement;
-mod tests;
+// The tenant context: its storage and accessors.
+mod context;
+// Per-connection caches of pg_tenancy's rows, and their invalidation.
+mod cache;
+// The durable channel of the authorization log, and the decisions recorded through it.
+mod decision;
+mod journal;
+// Permission and role checks.
+mod rbac;
+// The ways into a context: set_tenant() and authenticate(), with tokens and signing keys.
+mod entry;
 mod tokens;
+// Hooks that refuse what would reach past row-level security.
+mod fail_closed;
 mod utility;
+
+mod tests;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -29,7 +41,7 @@ pgrx::extension_sql_file!(
         rbac::has_role,
         rbac::require_permission,
         context::current_tenant,
-        log::log_denial
+        decision::log_denial
     ]
 );
 pgrx::extension_sql_file!(
@@ -53,7 +65,7 @@ pgrx::extension_sql_file!(
     requires = [
         "tokens_schema",
         "rbac",
-        log::log_denial,
+        decision::log_denial,
         context::actor_id,
         tokens::invite::sign_invitation,
         tokens::invite::verify_invitation,
@@ -75,13 +87,21 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Called once per backend when the library is loaded (at server start when it is in
 /// `shared_preload_libraries`, else on the first call of one of its functions).
+///
+/// The order matters once: every setting is defined before the `tenancy.` prefix is reserved,
+/// so that a placeholder planted before the library loaded meets `tenancy.context`'s check hook
+/// and every other `tenancy.` name becomes an error. The rest registers callbacks and hooks that
+/// do not depend on each other (each hook chains to the one installed before it).
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    context::init();
     gucs::init();
+    gucs::reserve_prefix();
     cache::init();
     journal::init();
-    log::init();
-    guard::init();
+    decision::init();
+    tokens::init();
+    fail_closed::init();
     statement::init();
     utility::init();
 }

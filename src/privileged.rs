@@ -14,6 +14,8 @@ use std::rc::Rc;
 use pgrx::spi::{OwnedPreparedStatement, SpiHeapTupleData};
 use pgrx::{pg_sys, FromDatum, PgOid, Spi};
 
+use crate::error;
+
 thread_local! {
     /// The fixed queries, prepared once per backend (plans are revalidated by PostgreSQL when
     /// the tables change).
@@ -36,19 +38,17 @@ pub fn query_one<R>(
                 Some(plan) => plan,
                 None => {
                     let types: Vec<PgOid> = arg_types.iter().map(|t| PgOid::from(*t)).collect();
-                    let plan = Rc::new(
-                        client
-                            .prepare(sql, &types)
-                            .expect("a fixed query prepares")
-                            .keep(),
-                    );
+                    let Ok(prepared) = client.prepare(sql, &types) else {
+                        error::internal("a fixed query does not prepare");
+                    };
+                    let plan = Rc::new(prepared.keep());
                     PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
                     plan
                 }
             };
-            let table = client
-                .select(&*plan, Some(1), args)
-                .expect("a fixed query runs");
+            let Ok(table) = client.select(&*plan, Some(1), args) else {
+                error::internal("a fixed query does not run");
+            };
             table.into_iter().next().map(|row| map(&row))
         })
     })
@@ -109,7 +109,9 @@ pub fn query_rows(
             let plan = match plan {
                 Some(plan) => plan as pg_sys::SPIPlanPtr,
                 None => {
-                    let text = CString::new(sql).expect("a fixed query has no NUL byte");
+                    let Ok(text) = CString::new(sql) else {
+                        error::internal("a fixed query holds a NUL byte");
+                    };
                     let mut types = arg_types.to_vec();
                     // SAFETY: inside SPI_connect; text and types outlive the call.
                     let plan = unsafe {
@@ -117,7 +119,7 @@ pub fn query_rows(
                     };
                     // SAFETY: a plan SPI_prepare returned, kept for the backend's lifetime.
                     if plan.is_null() || unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
-                        panic!("a fixed query prepares");
+                        error::internal("a fixed query does not prepare");
                     }
                     RAW_PLANS.with(|p| p.borrow_mut().insert(sql, plan as usize));
                     plan
@@ -154,7 +156,7 @@ pub fn query_rows(
                 }
             };
             if status != pg_sys::SPI_OK_SELECT as i32 {
-                panic!("a fixed query runs (SPI status {status})");
+                error::internal(&format!("a fixed query does not run (SPI status {status})"));
             }
             // SAFETY: SPI_tuptable holds SPI_processed rows of the query just run.
             unsafe {

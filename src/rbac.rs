@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::cache::{self, Membership, RoleInfo};
 use crate::context::{self, Context};
-use crate::{error, log, statement};
+use crate::{decision, error, statement};
 
 /// The actor of the context, as the membership tables describe it now.
 #[derive(Debug, Default)]
@@ -203,17 +203,17 @@ pub fn require_permission(permission: Option<&str>) {
     let permission = check_permission_name(permission);
     match permission_decision(permission) {
         None => {
-            log::denial("require_permission", Some(permission), "no_context");
+            decision::denial("require_permission", Some(permission), "no_context");
             error::no_tenant_context();
         }
         Some(false) => {
-            log::denial("require_permission", Some(permission), "permission_missing");
+            decision::denial("require_permission", Some(permission), "permission_missing");
             error::forbidden(
                 format!("tenancy: permission {} denied", error::echo(permission)),
                 "the acting user's role (or the token's scopes) must grant it; ask an owner or admin",
             );
         }
-        Some(true) => log::allowed("require_permission", Some(permission)),
+        Some(true) => decision::allowed("require_permission", Some(permission)),
     }
 }
 
@@ -231,17 +231,17 @@ pub fn require_role(min_role: Option<&str>) {
     let what = format!("role:{role}");
     match role_decision(rank) {
         None => {
-            log::denial("require_role", Some(&what), "no_context");
+            decision::denial("require_role", Some(&what), "no_context");
             error::no_tenant_context();
         }
         Some(false) => {
-            log::denial("require_role", Some(&what), "rank_too_low");
+            decision::denial("require_role", Some(&what), "rank_too_low");
             error::forbidden(
                 format!("tenancy: role {} or higher required", error::echo(&role)),
                 "ask an owner or admin for a higher role",
             );
         }
-        Some(true) => log::allowed("require_role", Some(&what)),
+        Some(true) => decision::allowed("require_role", Some(&what)),
     }
 }
 

@@ -17,7 +17,7 @@ use std::ffi::{c_char, CStr};
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::{error, guard, gucs, statement};
+use crate::{error, fail_closed, gucs, statement};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -267,7 +267,7 @@ unsafe fn locks_isolated_table(stmt: *mut pg_sys::LockStmt) -> bool {
                 None,
                 std::ptr::null_mut(),
             );
-            relid != pg_sys::InvalidOid && guard::is_isolated(relid)
+            relid != pg_sys::InvalidOid && fail_closed::is_isolated(relid)
         })
     }
 }

@@ -5,12 +5,9 @@ use pgrx::prelude::*;
 use tenancy_tokens::api_token;
 use uuid::Uuid;
 
-use super::{check_standing, random_bytes, write_if_possible};
+use super::{check_standing, last_used, random_bytes, write_if_possible};
 use crate::cache;
 use crate::context::{Context, Source};
-
-/// How stale `last_used_at` may get: one minute.
-const TOUCH_INTERVAL_US: i64 = 60_000_000;
 
 const TOUCH_SQL: &str = include_str!("../../sql/queries/api_token_touch.sql");
 
@@ -66,13 +63,10 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'sta
     };
     check_standing(&ctx).map_err(|reason| (Some(row.tenant), Some(id), reason))?;
     // last_used_at is written at most once a minute per token (the UPDATE checks it again).
-    let stale = row
-        .last_used_us
-        .get()
-        .is_none_or(|at| at < xact_start.saturating_sub(TOUCH_INTERVAL_US))
-        && !cache::token_touched_now(id);
-    if stale && write_if_possible(TOUCH_SQL, &[pgrx::Uuid::from_bytes(*id.as_bytes()).into()]) {
-        cache::token_touched(id, xact_start);
+    if last_used::due(id, row.last_used_us, xact_start)
+        && write_if_possible(TOUCH_SQL, &[pgrx::Uuid::from_bytes(*id.as_bytes()).into()])
+    {
+        last_used::written(id, xact_start);
     }
     Ok(ctx)
 }

@@ -8,13 +8,13 @@ use pgrx::prelude::*;
 use tenancy_tokens::invite::{self, Invitation};
 
 use super::{keys, token_text};
-use crate::{error, log, privileged};
+use crate::{decision, error, privileged};
 
 const INVITATION_HASH_SQL: &str = include_str!("../../sql/queries/invitation_hash.sql");
 
 /// The one error of every invitation that does not verify; the reason goes to the log.
 fn failed(reason: &str) -> ! {
-    log::denial("accept_invitation", None, reason);
+    decision::denial("accept_invitation", None, reason);
     error::unauthenticated(
         "tenancy: invalid invitation",
         "the invitation is unknown, malformed, expired, revoked or already used; ask for a new one",
@@ -37,7 +37,7 @@ fn sign_invitation(
     let pg_us: i64 = issued_at.into();
     let inv = Invitation {
         id: *id.as_bytes(),
-        issued_at_us: pg_us.saturating_add(946_684_800_000_000),
+        issued_at_us: crate::clock::pg_to_unix_us(pg_us),
         kid,
     };
     invite::sign(&inv, &secret)

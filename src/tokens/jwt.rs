@@ -7,7 +7,8 @@
 use tenancy_tokens::jwt;
 use uuid::Uuid;
 
-use super::{check_standing, keys, now_unix_us};
+use super::{check_standing, keys};
+use crate::clock::now_unix_us;
 use crate::context::{Context, Source};
 
 /// Verifies a JWT and returns the context it opens, or why not.

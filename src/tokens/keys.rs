@@ -34,13 +34,16 @@ pub fn active_secret(kid: &str) -> Option<Vec<u8>> {
 fn insert_key(client: &mut SpiClient<'_>) -> (String, Vec<u8>) {
     let kid = tenancy_tokens::b64url_encode(&random_bytes::<9>());
     let secret = random_bytes::<32>().to_vec();
-    client
+    if client
         .update(
             INSERT_KEY_SQL,
             None,
             &[kid.clone().into(), secret.clone().into()],
         )
-        .expect("a new signing key inserts");
+        .is_err()
+    {
+        error::internal("a new signing key does not insert");
+    }
     (kid, secret)
 }
 
@@ -49,16 +52,15 @@ fn insert_key(client: &mut SpiClient<'_>) -> (String, Vec<u8>) {
 pub fn signing_key() -> (String, Vec<u8>) {
     let (kid, secret) = privileged::as_superuser(|| {
         Spi::connect_mut(|client| {
-            let newest = client
-                .select(NEWEST_KEY_SQL, Some(1), &[])
-                .expect("the newest key query runs")
-                .next()
-                .map(|row| {
-                    (
-                        row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                        row.get::<Vec<u8>>(2).ok().flatten().unwrap_or_default(),
-                    )
-                });
+            let Ok(mut table) = client.select(NEWEST_KEY_SQL, Some(1), &[]) else {
+                error::internal("the newest signing key cannot be read");
+            };
+            let newest = table.next().map(|row| {
+                (
+                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                    row.get::<Vec<u8>>(2).ok().flatten().unwrap_or_default(),
+                )
+            });
             match newest {
                 Some(key) if !key.0.is_empty() && key.1.len() >= 32 => key,
                 _ => insert_key(client),

@@ -8,24 +8,21 @@ pub mod api_token;
 pub mod invite;
 pub mod jwt;
 pub mod keys;
+mod last_used;
 
 use pgrx::prelude::*;
 use uuid::Uuid;
 
 use crate::context::{self, Context};
-use crate::{error, log, privileged, rbac};
+use crate::{decision, error, privileged, rbac};
+
+pub fn init() {
+    last_used::init();
+}
 
 /// Message and hint of every failed `authenticate()`.
 const AUTH_FAILED: &str = "tenancy: authentication failed";
 const AUTH_HINT: &str = "the token is unknown, malformed, expired or revoked; obtain a new one";
-
-/// Microseconds since the Unix epoch, from the wall clock (`clock_timestamp()`).
-pub fn now_unix_us() -> i64 {
-    // SAFETY: plain read of the clock.
-    let pg_us = unsafe { pg_sys::GetCurrentTimestamp() };
-    // PostgreSQL counts from 2000-01-01; the Unix epoch is 946,684,800 seconds earlier.
-    pg_us.saturating_add(946_684_800_000_000)
-}
 
 /// Fills a buffer from PostgreSQL's strong random source.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -33,11 +30,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     // SAFETY: the buffer is valid for N bytes.
     let ok = unsafe { pg_sys::pg_strong_random(buf.as_mut_ptr().cast(), N) };
     if !ok {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "tenancy: could not generate random bytes",
-            "check the server's random source",
-        );
+        error::internal("the server's strong random source failed");
     }
     buf
 }
@@ -57,7 +50,7 @@ pub fn token_text(raw: Option<&[u8]>) -> Result<&str, &'static str> {
 
 /// Logs why `authenticate()` failed and raises the one generic error.
 fn auth_failed(tenant: Option<Uuid>, token: Option<Uuid>, reason: &str) -> ! {
-    log::decision_always(tenant, None, token, "authenticate", None, false, reason);
+    decision::record_always(tenant, None, token, "authenticate", None, false, reason);
     error::unauthenticated(AUTH_FAILED, AUTH_HINT)
 }
 
@@ -93,7 +86,7 @@ fn check_standing(ctx: &Context) -> Result<(), &'static str> {
             if !standing.platform_admin {
                 return Err("not_a_member");
             }
-            log::decision_always(
+            decision::record_always(
                 Some(ctx.tenant),
                 Some(actor),
                 ctx.token,
@@ -117,7 +110,9 @@ pub fn write_if_possible(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> bool 
     }
     privileged::as_superuser(|| {
         Spi::connect_mut(|client| {
-            client.update(sql, None, args).expect("a fixed update runs");
+            if client.update(sql, None, args).is_err() {
+                error::internal("a fixed update does not run");
+            }
         })
     });
     true

@@ -15,7 +15,7 @@ use crate::{context, gucs, journal, privileged};
 
 /// Logs one decision with explicit subjects (used before a context exists).
 #[allow(clippy::too_many_arguments)] // one flat event; a struct would only rename the fields
-pub fn decision(
+pub fn record(
     tenant: Option<Uuid>,
     user: Option<Uuid>,
     token: Option<Uuid>,
@@ -27,12 +27,12 @@ pub fn decision(
     if allowed && !gucs::log_allowed() {
         return;
     }
-    decision_always(tenant, user, token, action, permission, allowed, reason);
+    record_always(tenant, user, token, action, permission, allowed, reason);
 }
 
 /// Logs one decision whatever `tenancy.log_allowed` says.
-#[allow(clippy::too_many_arguments)] // see `decision`
-pub fn decision_always(
+#[allow(clippy::too_many_arguments)] // see `record`
+pub fn record_always(
     tenant: Option<Uuid>,
     user: Option<Uuid>,
     token: Option<Uuid>,
@@ -62,7 +62,7 @@ pub fn decision_always(
     )
     .report(PgLogLevel::LOG_SERVER_ONLY);
     journal::enqueue(&journal::Event {
-        at_unix_us: crate::tokens::now_unix_us(),
+        at_unix_us: crate::clock::now_unix_us(),
         tenant,
         user,
         token,
@@ -79,7 +79,7 @@ pub fn decision_always(
 pub fn denial(action: &str, permission: Option<&str>, reason: &str) {
     let ctx = context::current();
     let ctx = ctx.as_deref();
-    decision_always(
+    record_always(
         ctx.map(|c| c.tenant),
         ctx.and_then(|c| c.user),
         ctx.and_then(|c| c.token),
@@ -97,7 +97,7 @@ pub fn allowed(action: &str, permission: Option<&str>) {
     }
     let ctx = context::current();
     let ctx = ctx.as_deref();
-    decision_always(
+    record_always(
         ctx.map(|c| c.tenant),
         ctx.and_then(|c| c.user),
         ctx.and_then(|c| c.token),
@@ -141,7 +141,7 @@ fn log_decision(
     };
     let ctx = context::current();
     let ctx = ctx.as_deref();
-    decision_always(
+    record_always(
         tenant.map(|t| Uuid::from_bytes(*t.as_bytes())),
         ctx.and_then(|c| c.user),
         ctx.and_then(|c| c.token),
@@ -212,7 +212,7 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
 fn flush_refused_writes() {
     let refused = REFUSED_WRITES.with(|r| std::mem::take(&mut *r.borrow_mut()));
     for w in refused {
-        decision_always(
+        record_always(
             w.tenant,
             w.user,
             w.token,

@@ -12,7 +12,7 @@ use std::ffi::{c_int, CStr};
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::{context, error, log};
+use crate::{context, decision, error};
 
 /// Name of the policy `isolate()` creates; a table that has it is isolated.
 const ISOLATION_POLICY: &CStr = c"tenancy_isolation";
@@ -73,7 +73,7 @@ unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
             }
             let rls = pg_sys::check_enable_rls((*rte).relid, pg_sys::InvalidOid, true);
             if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as c_int {
-                log::denial("query", None, "no_context");
+                decision::denial("query", None, "no_context");
                 error::no_tenant_context();
             }
         }

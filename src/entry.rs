@@ -1,0 +1,105 @@
+//! Entering and leaving a tenant context from SQL: `set_tenant()`, `clear_context()`, and
+//! `context()` for debugging. (`authenticate()`, the other way in, is in `tokens/`.)
+//!
+//! `set_tenant()` checks the tenant and the acting user against pg_tenancy's tables (through
+//! `rbac` and the caches) before `context::enter` stores the context.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::context::{self, Context, Source};
+use crate::{cache, decision, error, rbac};
+
+/// Sets the tenant (and optionally the acting user) for the current transaction.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid>, "NULL")) {
+    let Some(tenant) = tenant_id.map(context::from_pg) else {
+        error::bad_argument(
+            "tenancy: tenant_id must not be null",
+            "pass the id of an active tenant to tenancy.set_tenant()",
+        );
+    };
+    let user = user_id.map(context::from_pg);
+    context::warn_if_bypassing_rls();
+    cache::sync_now();
+
+    let wanted = Context {
+        tenant,
+        user,
+        token: None,
+        actor: user,
+        source: Source::SetTenant,
+        scopes: None,
+    };
+    if context::current().is_some_and(|c| *c == wanted) {
+        return;
+    }
+    if !rbac::tenant_is_active(tenant) {
+        decision::record(
+            Some(tenant),
+            user,
+            None,
+            "set_tenant",
+            None,
+            false,
+            "tenant_unknown_or_suspended",
+        );
+        error::unauthenticated(
+            format!("tenancy: tenant {tenant} does not exist or is suspended"),
+            "check the tenant id; a suspended tenant must be reactivated by a platform admin",
+        );
+    }
+    if let Some(user) = user {
+        let actor = rbac::lookup_actor(tenant, user);
+        if actor.role.is_none() && !actor.platform_admin {
+            decision::record(
+                Some(tenant),
+                Some(user),
+                None,
+                "set_tenant",
+                None,
+                false,
+                "not_a_member",
+            );
+            error::forbidden(
+                format!("tenancy: user {user} is not a member of tenant {tenant}"),
+                "add the user to the tenant (tenancy.invite()) or pass the id of a member",
+            );
+        }
+        if actor.role.is_none() {
+            decision::record_always(
+                Some(tenant),
+                Some(user),
+                None,
+                "set_tenant",
+                None,
+                true,
+                "platform_admin",
+            );
+        }
+    }
+    context::enter(&wanted);
+}
+
+/// Clears the context of the current transaction.
+#[pg_extern(volatile, parallel_unsafe)]
+fn clear_context() {
+    context::leave();
+}
+
+/// The whole context as JSON, for debugging and logging; `{}` when there is none.
+#[pg_extern(stable, parallel_restricted)]
+fn context() -> JsonB {
+    let Some(ctx) = context::current() else {
+        return JsonB(serde_json::json!({}));
+    };
+    let actor = rbac::actor();
+    JsonB(serde_json::json!({
+        "tenant_id": ctx.tenant.to_string(),
+        "user_id": ctx.user.map(|u| u.to_string()),
+        "token_id": ctx.token.map(|k| k.to_string()),
+        "role": actor.and_then(|a| a.role.clone()),
+        "scopes": ctx.scopes,
+        "source": ctx.source.as_str(),
+    }))
+}
