@@ -15,9 +15,21 @@ CREATE TABLE @extschema@.auth_log (
     reason        text,
     request_label text,
     db_role       text,
+    login_role    text,
+    repeats       integer     NOT NULL DEFAULT 1,
+    last_at       timestamptz,
     CONSTRAINT auth_log_pkey PRIMARY KEY (id),
-    CONSTRAINT auth_log_outcome_check CHECK (outcome IN ('allow', 'deny'))
+    CONSTRAINT auth_log_outcome_check CHECK (outcome IN ('allow', 'deny')),
+    CONSTRAINT auth_log_repeats_check CHECK (repeats >= 1)
 );
+COMMENT ON COLUMN @extschema@.auth_log.db_role IS
+    'the role the client acted as (after SET ROLE)';
+COMMENT ON COLUMN @extschema@.auth_log.login_role IS
+    'the role the session logged in as (session_user)';
+COMMENT ON COLUMN @extschema@.auth_log.repeats IS
+    'how many identical decisions this row stands for: under load, a decision identical to one still waiting to be written (but for its time) is merged into it';
+COMMENT ON COLUMN @extschema@.auth_log.last_at IS
+    'when repeats > 1: the time of the last merged decision (at is the first)';
 CREATE INDEX auth_log_at_idx ON @extschema@.auth_log (at);
 CREATE INDEX auth_log_tenant_at_idx ON @extschema@.auth_log (tenant_id, at);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.auth_log', '');
@@ -28,7 +40,7 @@ SELECT pg_catalog.date_trunc('hour', l.at) AS hour,
        l.tenant_id,
        l.action,
        l.permission,
-       pg_catalog.count(*) FILTER (WHERE l.outcome = 'allow') AS allowed,
-       pg_catalog.count(*) FILTER (WHERE l.outcome = 'deny') AS denied
+       COALESCE(pg_catalog.sum(l.repeats) FILTER (WHERE l.outcome = 'allow'), 0)::bigint AS allowed,
+       COALESCE(pg_catalog.sum(l.repeats) FILTER (WHERE l.outcome = 'deny'), 0)::bigint AS denied
   FROM @extschema@.auth_log l
  GROUP BY 1, 2, 3, 4;

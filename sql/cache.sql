@@ -33,7 +33,7 @@ CREATE TRIGGER tenancy_cache_invalidate
 CREATE TRIGGER tenancy_cache_invalidate
     AFTER INSERT
        OR UPDATE OF id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at,
-                    token_hash
+                    token_hash, parent_id
        OR DELETE OR TRUNCATE ON @extschema@.api_tokens
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.cache_invalidate();
 CREATE TRIGGER tenancy_cache_invalidate
@@ -70,7 +70,7 @@ CREATE TRIGGER tenancy_cache_invalidate_replica
 CREATE TRIGGER tenancy_cache_invalidate_replica
     AFTER INSERT
        OR UPDATE OF id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at,
-                    token_hash
+                    token_hash, parent_id
        OR DELETE ON @extschema@.api_tokens
     FOR EACH ROW EXECUTE FUNCTION @extschema@.cache_invalidate();
 CREATE TRIGGER tenancy_cache_invalidate_replica

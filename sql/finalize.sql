@@ -44,13 +44,14 @@ GRANT SELECT (id, tenant_id, email, role, invited_by, issued_at, expires_at, acc
               accepted_by, revoked_at, created_at)
    ON @extschema@.invitations TO tenancy_client;
 GRANT SELECT (id, tenant_id, name, scopes, created_by, created_at, expires_at, last_used_at,
-              revoked_at)
+              revoked_at, parent_id)
    ON @extschema@.api_tokens TO tenancy_client;
 
 -- Read accessors and checks: harmless for anyone (isolation policies call them as the querying
 -- role, whoever it is).
 GRANT EXECUTE ON FUNCTION
-    @extschema@.member_rows(),
+    @extschema@.check_row_tenant(uuid),
+    @extschema@.check_write_permission(text),
     @extschema@.current_permissions(),
     @extschema@.current_tenant(),
     @extschema@.current_user_id(),
@@ -61,6 +62,9 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.has_role(text),
     @extschema@.require_role(text)
    TO PUBLIC;
+
+-- The rows of the members view, filtered by the context: application roles only.
+GRANT EXECUTE ON FUNCTION @extschema@.member_rows() TO tenancy_client;
 
 -- Credentials: what a client presents.
 GRANT EXECUTE ON FUNCTION

@@ -63,7 +63,6 @@ DECLARE
     v_index    regclass;
     v_seq      regclass;
     v_prior    @extschema@.isolation_registry%ROWTYPE;
-    v_expr     text;
     v_grantee  text;
 BEGIN
     IF tbl IS NULL THEN
@@ -141,27 +140,33 @@ BEGIN
         EXECUTE pg_catalog.format('DROP POLICY %I ON %s', v_policy, tbl);
     END LOOP;
 
-    v_expr := pg_catalog.format('%I = (SELECT @extschema@.current_tenant())', tenant_column);
+    -- Reads compare the tenant column with an inline call of the STABLE current_tenant(): the
+    -- planner uses it as an index condition evaluated once per scan, Citus accepts it (it
+    -- refuses subqueries in policies), and no value is ever frozen into a cached plan. Written
+    -- rows are checked by check_row_tenant(), which records a refusal when it happens.
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     EXECUTE pg_catalog.format(
-        'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
-        tbl, v_expr, v_expr);
+        'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
+        'USING (%I = @extschema@.current_tenant()) WITH CHECK (@extschema@.check_row_tenant(%I))',
+        tbl, tenant_column, tenant_column);
+    -- has_permission() is decided once per statement (and cached per connection), so an inline
+    -- call costs a memory read per row.
     IF read_permission IS NOT NULL THEN
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_read ON %s AS RESTRICTIVE FOR SELECT TO PUBLIC '
-            'USING ((SELECT @extschema@.has_permission(%L)))', tbl, read_permission);
+            'USING (@extschema@.has_permission(%L))', tbl, read_permission);
     END IF;
     IF write_permission IS NOT NULL THEN
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_write_insert ON %s AS RESTRICTIVE FOR INSERT TO PUBLIC '
-            'WITH CHECK ((SELECT @extschema@.has_permission(%L)))', tbl, write_permission);
+            'WITH CHECK (@extschema@.check_write_permission(%L))', tbl, write_permission);
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_write_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC '
-            'USING ((SELECT @extschema@.has_permission(%2$L))) WITH CHECK ((SELECT @extschema@.has_permission(%2$L)))',
+            'USING (@extschema@.has_permission(%2$L)) WITH CHECK (@extschema@.check_write_permission(%2$L))',
             tbl, write_permission);
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_write_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC '
-            'USING ((SELECT @extschema@.has_permission(%L)))', tbl, write_permission);
+            'USING (@extschema@.has_permission(%L))', tbl, write_permission);
     END IF;
 
     EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT @extschema@.current_tenant()',

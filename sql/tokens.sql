@@ -74,15 +74,30 @@ BEGIN
         PERFORM @extschema@.invitation_failed('tenant_suspended');
     END IF;
 
-    -- The invitation binds an email: the accepting user must have exactly that email.
+    -- The invitation binds an email (compared as users.email is: case-insensitively), and an
+    -- existing user joins only by their own consent: signed in as that user (the context's
+    -- user), or named by a trusted backend (tenancy_app), which authenticates users itself.
+    -- Holding the token is not enough: the inviter holds it too.
     IF accepting_user IS NULL THEN
         SELECT u.id, u.email INTO v_user, v_email
           FROM @extschema@.users u WHERE pg_catalog.lower(u.email) = pg_catalog.lower(v_inv.email);
         IF NOT FOUND THEN
             v_user := @extschema@.create_user(v_inv.email);
             v_email := v_inv.email;
+        ELSIF v_user IS DISTINCT FROM @extschema@.current_user_id() THEN
+            PERFORM @extschema@.log_denial('accept_invitation', NULL, 'existing_user_not_signed_in');
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = 'tenancy: the invited email belongs to an existing user, who must accept the invitation signed in',
+                HINT = 'authenticate as that user first (a JWT with its sub), or have the trusted backend pass its user_id';
         END IF;
     ELSE
+        IF NOT @extschema@.caller_may_set_tenant()
+           AND accepting_user IS DISTINCT FROM @extschema@.current_user_id() THEN
+            PERFORM @extschema@.log_denial('accept_invitation', NULL, 'not_own_user');
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = 'tenancy: a client can accept an invitation only for the user it is signed in as',
+                HINT = 'pass NULL, or authenticate as that user first';
+        END IF;
         SELECT u.id, u.email INTO v_user, v_email FROM @extschema@.users u WHERE u.id = accepting_user;
         IF NOT FOUND THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
@@ -90,7 +105,7 @@ BEGIN
                 HINT = 'pass NULL to create the user from the invitation''s email';
         END IF;
     END IF;
-    IF v_email IS DISTINCT FROM v_inv.email THEN
+    IF pg_catalog.lower(v_email) IS DISTINCT FROM pg_catalog.lower(v_inv.email) THEN
         PERFORM @extschema@.log_denial('accept_invitation', NULL, 'email_mismatch');
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('tenancy: user %s does not have the email the invitation was sent to', v_user),
@@ -208,11 +223,13 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_variable
 DECLARE
-    v_tenant uuid := @extschema@.current_tenant();
-    v_name   text := pg_catalog.btrim(name);
-    v_scope  text;
-    v_id     uuid := pg_catalog.gen_random_uuid();
-    v_token  text;
+    v_tenant  uuid := @extschema@.current_tenant();
+    v_name    text := pg_catalog.btrim(name);
+    v_scope   text;
+    v_id      uuid := pg_catalog.gen_random_uuid();
+    v_token   text;
+    v_parent  uuid := (@extschema@.context() ->> 'token_id')::uuid;
+    v_expires timestamptz := expires_at;
 BEGIN
     IF v_name IS NULL OR v_name = '' OR pg_catalog.length(v_name) > 200 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -239,13 +256,19 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- A token made in a token's context never outlives it: it expires no later, and it dies
+    -- when that token is revoked, expires or is deleted (authenticate() checks the chain).
+    IF v_parent IS NOT NULL THEN
+        SELECT LEAST(v_expires, k.expires_at) INTO v_expires
+          FROM @extschema@.api_tokens k WHERE k.id = v_parent;
+    END IF;
     v_token := @extschema@.new_api_token(v_id);
     INSERT INTO @extschema@.api_tokens AS k
-           (id, tenant_id, name, scopes, created_by, expires_at, token_hash)
+           (id, tenant_id, name, scopes, created_by, expires_at, token_hash, parent_id)
     VALUES (v_id, v_tenant, v_name,
             ARRAY(SELECT DISTINCT s FROM pg_catalog.unnest(scopes) AS s ORDER BY s),
-            @extschema@.actor_id(), expires_at,
-            pg_catalog.sha256(pg_catalog.convert_to(v_token, 'UTF8')));
+            @extschema@.actor_id(), v_expires,
+            pg_catalog.sha256(pg_catalog.convert_to(v_token, 'UTF8')), v_parent);
     token_id := v_id;
     token := v_token;
     RETURN NEXT;

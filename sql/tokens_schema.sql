@@ -51,15 +51,20 @@ CREATE TABLE @extschema@.api_tokens (
     last_used_at timestamptz,
     revoked_at   timestamptz,
     token_hash   bytea       NOT NULL,
+    parent_id    uuid,
     CONSTRAINT api_tokens_pkey PRIMARY KEY (id),
     CONSTRAINT api_tokens_tenant_fkey FOREIGN KEY (tenant_id)
         REFERENCES @extschema@.tenants (id) ON DELETE CASCADE,
     CONSTRAINT api_tokens_created_by_fkey FOREIGN KEY (created_by)
         REFERENCES @extschema@.users (id) ON DELETE CASCADE,
+    -- A token made in another token's context expires with it and dies with it.
+    CONSTRAINT api_tokens_parent_fkey FOREIGN KEY (parent_id)
+        REFERENCES @extschema@.api_tokens (id) ON DELETE CASCADE,
     CONSTRAINT api_tokens_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 200),
     CONSTRAINT api_tokens_token_hash_check CHECK (pg_catalog.length(token_hash) = 32)
 );
 CREATE INDEX api_tokens_tenant_idx ON @extschema@.api_tokens (tenant_id);
+CREATE INDEX api_tokens_parent_idx ON @extschema@.api_tokens (parent_id);
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.signing_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.invitations', '');

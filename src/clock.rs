@@ -11,6 +11,11 @@ pub fn pg_to_unix_us(pg_us: i64) -> i64 {
     pg_us.saturating_add(PG_EPOCH_UNIX_US)
 }
 
+/// Microseconds since the Unix epoch as a PostgreSQL timestamp (microseconds since 2000-01-01).
+pub fn unix_to_pg_us(unix_us: i64) -> i64 {
+    unix_us.saturating_sub(PG_EPOCH_UNIX_US)
+}
+
 /// Microseconds since the Unix epoch, from the wall clock (`clock_timestamp()`).
 pub fn now_unix_us() -> i64 {
     // SAFETY: plain read of the clock.

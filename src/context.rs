@@ -62,10 +62,14 @@ pub struct Context {
     /// Scopes that narrow the actor's permissions (tokens, JWTs with `scope`); `None` means
     /// the actor's permissions are not narrowed.
     pub scopes: Option<Vec<String>>,
+    /// A JWT's signing key and expiry (Unix seconds): the context lasts only while both hold.
+    pub kid: Option<String>,
+    pub exp: Option<i64>,
 }
 
 impl Context {
-    /// `t=<uuid>;u=<uuid>;k=<uuid>;a=<uuid>;s=<source>;p=<scope> <scope>` (u, k, a, p optional).
+    /// `t=<uuid>;u=<uuid>;k=<uuid>;a=<uuid>;s=<source>;j=<kid>;x=<exp>;p=<scope> <scope>`
+    /// (all but t and s optional).
     pub fn encode(&self) -> String {
         let mut out = format!("t={}", self.tenant);
         if let Some(u) = self.user {
@@ -79,6 +83,13 @@ impl Context {
         }
         out.push_str(";s=");
         out.push_str(self.source.as_str());
+        if let Some(kid) = &self.kid {
+            out.push_str(";j=");
+            out.push_str(kid);
+        }
+        if let Some(exp) = self.exp {
+            out.push_str(&format!(";x={exp}"));
+        }
         if let Some(scopes) = &self.scopes {
             out.push_str(";p=");
             out.push_str(&scopes.join(" "));
@@ -89,7 +100,7 @@ impl Context {
     /// The inverse of `encode`; anything malformed decodes to no context (fail closed).
     pub fn decode(raw: &str) -> Option<Context> {
         let (mut tenant, mut user, mut token, mut actor) = (None, None, None, None);
-        let (mut source, mut scopes) = (None, None);
+        let (mut source, mut scopes, mut kid, mut exp) = (None, None, None, None);
         for field in raw.split(';') {
             let (key, value) = field.split_once('=')?;
             match key {
@@ -98,6 +109,8 @@ impl Context {
                 "k" if token.is_none() => token = Some(Uuid::try_parse(value).ok()?),
                 "a" if actor.is_none() => actor = Some(Uuid::try_parse(value).ok()?),
                 "s" if source.is_none() => source = Some(Source::parse(value)?),
+                "j" if kid.is_none() && is_kid(value) => kid = Some(value.to_owned()),
+                "x" if exp.is_none() => exp = Some(value.parse().ok()?),
                 "p" if scopes.is_none() => {
                     scopes = Some(
                         value
@@ -117,8 +130,17 @@ impl Context {
             actor,
             source: source?,
             scopes,
+            kid,
+            exp,
         })
     }
+}
+
+/// A signing key id as `tenancy.signing_keys` allows it: `[A-Za-z0-9_-]{1,64}`.
+fn is_kid(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 const SETTING_NAME: &CStr = c"tenancy.context";
@@ -395,6 +417,8 @@ mod tests {
             actor: Some(Uuid::from_u128(2)),
             source: Source::SetTenant,
             scopes: None,
+            kid: None,
+            exp: None,
         }
     }
 
@@ -409,6 +433,10 @@ mod tests {
         c.scopes = Some(vec!["orders:read".into(), "inventory:write".into()]);
         assert_eq!(Context::decode(&c.encode()), Some(c.clone()));
         c.scopes = Some(vec![]);
+        assert_eq!(Context::decode(&c.encode()), Some(c.clone()));
+        c.source = Source::Jwt;
+        c.kid = Some("k-1_A".into());
+        c.exp = Some(1_900_000_000);
         assert_eq!(Context::decode(&c.encode()), Some(c));
     }
 
@@ -422,6 +450,8 @@ mod tests {
             "t=00000000-0000-0000-0000-000000000001;s=root",
             "t=00000000-0000-0000-0000-000000000001;s=set_tenant;x=1",
             "t=00000000-0000-0000-0000-000000000001;t=00000000-0000-0000-0000-000000000002;s=jwt",
+            "t=00000000-0000-0000-0000-000000000001;s=jwt;j=bad kid",
+            "t=00000000-0000-0000-0000-000000000001;s=jwt;x=soon",
             "garbage",
         ] {
             assert_eq!(Context::decode(raw), None, "{raw}");

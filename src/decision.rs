@@ -1,5 +1,5 @@
 //! Authorization decisions: one JSON object per line in the server log, and a row in
-//! `tenancy.auth_log` through the durable channel (`journal.rs`) when the library is preloaded.
+//! `tenancy.auth_log` through the durable channel (`journal/`) when the library is preloaded.
 //!
 //! Denials are always logged; allowed decisions only when `tenancy.log_allowed` is on, or when
 //! the decision is one the contract wants on record (a platform admin entering a tenant).
@@ -7,7 +7,7 @@
 //! (an oracle telling "expired" from "unknown") by lowering `client_min_messages`.
 
 use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
+use pgrx::{PgLogLevel, PgSqlErrorCode};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -43,6 +43,7 @@ pub fn record_always(
 ) {
     let label = gucs::request_label();
     let role = privileged::current_role_name();
+    let login_role = privileged::session_role_name();
     let event = json!({
         "event": "tenancy.decision",
         "tenant_id": tenant.map(|u| u.to_string()),
@@ -54,6 +55,7 @@ pub fn record_always(
         "reason": reason,
         "request_label": label,
         "db_role": role,
+        "login_role": login_role,
     });
     ErrorReport::new(
         PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
@@ -61,7 +63,7 @@ pub fn record_always(
         "pg_tenancy",
     )
     .report(PgLogLevel::LOG_SERVER_ONLY);
-    journal::enqueue(&journal::Event {
+    journal::record(&journal::Event {
         at_unix_us: crate::clock::now_unix_us(),
         tenant,
         user,
@@ -72,6 +74,7 @@ pub fn record_always(
         reason,
         label: label.as_deref(),
         role: &role,
+        login_role: &login_role,
     });
 }
 
@@ -150,99 +153,4 @@ fn log_decision(
         allowed,
         reason,
     );
-}
-
-/// A write refused by an isolation policy (PostgreSQL's "new row violates row-level security
-/// policy"), seen while its error was reported and logged once its transaction rolled back.
-struct RefusedWrite {
-    tenant: Option<Uuid>,
-    user: Option<Uuid>,
-    token: Option<Uuid>,
-}
-
-thread_local! {
-    static REFUSED_WRITES: std::cell::RefCell<Vec<RefusedWrite>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
-
-/// Installs the hook that records writes refused by row-level security: those errors are
-/// raised by PostgreSQL itself, not by pg_tenancy, and are denials like any other.
-pub fn init() {
-    // SAFETY: called once from _PG_init.
-    unsafe {
-        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
-        pg_sys::emit_log_hook = Some(emit_log);
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
-}
-
-/// Runs while an error is being reported: only notes it (no locks, no nested reports).
-unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
-    // SAFETY: PostgreSQL passes the error being reported; message_id is its untranslated
-    // format string (or NULL).
-    unsafe {
-        let e = &*edata;
-        if e.elevel >= PgLogLevel::ERROR as i32
-            && e.sqlerrcode == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32
-            && !e.message_id.is_null()
-            && std::ffi::CStr::from_ptr(e.message_id)
-                .to_bytes()
-                .starts_with(b"new row violates row-level security policy")
-            && context::has_tenant()
-        {
-            if let Some(ctx) = context::current() {
-                REFUSED_WRITES.with(|r| {
-                    r.borrow_mut().push(RefusedWrite {
-                        tenant: Some(ctx.tenant),
-                        user: ctx.user,
-                        token: ctx.token,
-                    })
-                });
-            }
-        }
-        if let Some(prev) = PREV_EMIT_LOG_HOOK {
-            prev(edata);
-        }
-    }
-}
-
-fn flush_refused_writes() {
-    let refused = REFUSED_WRITES.with(|r| std::mem::take(&mut *r.borrow_mut()));
-    for w in refused {
-        record_always(
-            w.tenant,
-            w.user,
-            w.token,
-            "write",
-            None,
-            false,
-            "row_level_security",
-        );
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
-    ) {
-        flush_refused_writes();
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    _my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        flush_refused_writes();
-    }
 }

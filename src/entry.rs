@@ -30,6 +30,8 @@ fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid
         actor: user,
         source: Source::SetTenant,
         scopes: None,
+        kid: None,
+        exp: None,
     };
     if context::current().is_some_and(|c| *c == wanted) {
         return;
@@ -79,6 +81,21 @@ fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid
         }
     }
     context::enter(&wanted);
+}
+
+/// Whether the caller (the role the session acts as, outside any SECURITY DEFINER function) may
+/// choose tenants itself: a member of `tenancy_app`, or a superuser. Internal: pg_tenancy's own
+/// SECURITY DEFINER functions ask it to tell a trusted backend from an untrusted client.
+#[pg_extern(stable, parallel_safe)]
+fn caller_may_set_tenant() -> bool {
+    // SAFETY: catalog look-ups by oid and name.
+    unsafe {
+        let caller = pg_sys::GetOuterUserId();
+        pg_sys::superuser_arg(caller) || {
+            let app = pg_sys::get_role_oid(c"tenancy_app".as_ptr(), true);
+            app != pg_sys::InvalidOid && pg_sys::has_privs_of_role(caller, app)
+        }
+    }
 }
 
 /// Clears the context of the current transaction.

@@ -1,18 +1,20 @@
 //! The fail-closed guard: a statement that touches an isolated table without a tenant context
-//! raises `28000` before it runs.
+//! raises `28000` before it runs, and one that touches it in a context that no longer stands
+//! (see `standing.rs`) raises before it reads a row.
 //!
 //! The isolation policy alone raises only when it evaluates `current_tenant()`, which a
 //! sequential scan of an empty table (or an UPDATE whose WHERE matches no row) never does: the
-//! result would be a silent empty page. This `ExecutorStart` hook closes that gap. It costs
-//! nothing when a context is set (the first check), and otherwise looks only at the relations
-//! of the statement, in the relation cache. It is installed when the library loads: at server
-//! start with `shared_preload_libraries` (recommended), else at the first pg_tenancy call.
+//! result would be a silent empty page. This `ExecutorStart` hook closes that gap. With a
+//! context that stands it costs a comparison of counters; otherwise it looks only at the
+//! relations of the statement, in the relation cache. It is installed when the library loads:
+//! at server start with `shared_preload_libraries` (recommended), else at the first pg_tenancy
+//! call.
 
 use std::ffi::{c_int, CStr};
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::{context, decision, error};
+use crate::{context, decision, error, standing};
 
 /// Name of the policy `isolate()` creates; a table that has it is isolated.
 const ISOLATION_POLICY: &CStr = c"tenancy_isolation";
@@ -56,7 +58,15 @@ unsafe extern "C-unwind" fn check_guarded(query_desc: *mut pg_sys::QueryDesc, ef
 /// Raises `28000` when there is no context and the statement reads or writes an isolated
 /// table whose row-level security applies to the current user.
 unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
-    if context::has_tenant() || eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0 {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0 {
+        return;
+    }
+    // With a context that still stands (the usual case, and cheap to know) there is nothing
+    // to check; otherwise a statement that reads isolated rows is refused: without a context
+    // (28000), or in a context that no longer stands (its tenant suspended, its credential
+    // revoked, its user removed since it was set).
+    let has_tenant = context::has_tenant();
+    if has_tenant && standing::verdict().is_ok() {
         return;
     }
     // SAFETY: the planned statement and its range table are valid for the whole call.
@@ -73,6 +83,10 @@ unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
             }
             let rls = pg_sys::check_enable_rls((*rte).relid, pg_sys::InvalidOid, true);
             if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as c_int {
+                if has_tenant {
+                    standing::check("query");
+                    return;
+                }
                 decision::denial("query", None, "no_context");
                 error::no_tenant_context();
             }

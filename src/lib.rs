@@ -5,27 +5,44 @@
 //! only modules listed above it, so the files can be read from the top of this list down
 //! (`scripts/check-modules.py`, run by `make lint`, keeps it so).
 
-// Leaves: the error contract, time, the statement counter, privileged queries, settings.
+// Leaves: the error contract, time, settings, privileged queries, the statement counter.
 mod clock;
 mod error;
 mod gucs;
 mod privileged;
 mod statement;
+
+// Who is an application role (asked by the hooks below).
+mod app_role;
+
 // The tenant context: its storage and accessors.
 mod context;
+
 // Per-connection caches of pg_tenancy's rows, and their invalidation.
 mod cache;
-// The durable channel of the authorization log, and the decisions recorded through it.
-mod decision;
+
+// The durable channel of the authorization log.
 mod journal;
-// Permission and role checks.
+
+// Decisions, recorded in the server log and through the journal.
+mod decision;
+
+// Whether the context still stands.
+mod standing;
+
+// Permission and role checks; the checks isolate()'s policies make on written rows.
 mod rbac;
+mod row_checks;
+
 // The ways into a context: set_tenant() and authenticate(), with tokens and signing keys.
 mod entry;
 mod tokens;
+
 // Hooks that refuse what would reach past row-level security.
 mod fail_closed;
-mod utility;
+
+mod allowlist;
+mod object_access;
 
 mod tests;
 
@@ -47,7 +64,12 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/policy.sql",
     name = "policy",
-    requires = [context::current_tenant, rbac::has_permission]
+    requires = [
+        context::current_tenant,
+        rbac::has_permission,
+        row_checks::check_row_tenant,
+        row_checks::check_write_permission
+    ]
 );
 pgrx::extension_sql_file!(
     "../sql/tokens_schema.sql",
@@ -57,7 +79,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/cache.sql",
     name = "cache",
-    requires = ["tokens_schema", cache::cache_invalidate]
+    requires = ["tokens_schema", cache::invalidation::cache_invalidate]
 );
 pgrx::extension_sql_file!(
     "../sql/tokens.sql",
@@ -70,7 +92,8 @@ pgrx::extension_sql_file!(
         tokens::invite::sign_invitation,
         tokens::invite::verify_invitation,
         tokens::invite::invitation_failed,
-        tokens::api_token::new_api_token
+        tokens::api_token::new_api_token,
+        entry::caller_may_set_tenant
     ]
 );
 pgrx::extension_sql_file!(
@@ -99,11 +122,10 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::reserve_prefix();
     cache::init();
     journal::init();
-    decision::init();
-    tokens::init();
     fail_closed::init();
     statement::init();
-    utility::init();
+    allowlist::init();
+    object_access::init();
 }
 
 #[cfg(test)]

@@ -224,6 +224,13 @@ pub fn current_role_name() -> String {
     role_name(unsafe { pg_sys::GetOuterUserId() })
 }
 
+/// The name of the role the session logged in as (`session_user`): the accountable identity
+/// when a client has used `SET ROLE`.
+pub fn session_role_name() -> String {
+    // SAFETY: plain read of the session user id.
+    role_name(unsafe { pg_sys::GetSessionUserId() })
+}
+
 /// How many named cursors (DECLAREd, kept WITH HOLD, or named protocol portals) other than the
 /// running one are open in this session.
 pub fn open_cursors() -> i64 {

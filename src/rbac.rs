@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::cache::{self, Membership, RoleInfo};
 use crate::context::{self, Context};
-use crate::{decision, error, statement};
+use crate::{decision, error, standing, statement};
 
 /// The actor of the context, as the membership tables describe it now.
 #[derive(Debug, Default)]
@@ -119,8 +119,10 @@ pub fn tenant_is_active(tenant: Uuid) -> bool {
     cache::tenant_active(tenant).unwrap_or(false)
 }
 
-/// The actor of the current context (cached for the statement); `None` without an actor.
+/// The actor of the current context (cached for the statement); `None` without an actor, or
+/// when the context no longer stands.
 pub fn actor() -> Option<Rc<Actor>> {
+    standing::verdict().ok()?;
     let ctx = context::current()?;
     let user = ctx.actor?;
     Cache::with(|cache| {
@@ -201,6 +203,7 @@ pub fn has_permission(permission: Option<&str>) -> bool {
 #[pg_extern(volatile, parallel_restricted)]
 pub fn require_permission(permission: Option<&str>) {
     let permission = check_permission_name(permission);
+    standing::check("require_permission");
     match permission_decision(permission) {
         None => {
             decision::denial("require_permission", Some(permission), "no_context");
@@ -228,6 +231,7 @@ pub fn has_role(min_role: Option<&str>) -> bool {
 #[pg_extern(volatile, parallel_restricted)]
 pub fn require_role(min_role: Option<&str>) {
     let (role, rank) = role_rank(min_role);
+    standing::check("require_role");
     let what = format!("role:{role}");
     match role_decision(rank) {
         None => {

@@ -41,17 +41,25 @@ pub fn init() {
     }
 }
 
+/// The local transaction id: changes with every transaction.
+pub fn local_xid() -> u32 {
+    // SAFETY: plain read of backend-local transaction state; MyProc is valid in a backend.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        let lxid = (*pg_sys::MyProc).lxid;
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        let lxid = (*pg_sys::MyProc).vxid.lxid;
+        lxid
+    }
+}
+
 /// Where the session is: (local transaction id, top-level statement, command id). Changes
 /// whenever a new statement (or command within one) runs; keys what lives for one statement.
 pub fn position() -> (u32, u64, u32) {
-    // SAFETY: plain reads of backend-local transaction state; MyProc is valid in a backend.
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-        let lxid = (*pg_sys::MyProc).lxid;
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
-        let lxid = (*pg_sys::MyProc).vxid.lxid;
-        (lxid, current(), pg_sys::GetCurrentCommandId(false))
-    }
+    // SAFETY: plain read of transaction state.
+    (local_xid(), current(), unsafe {
+        pg_sys::GetCurrentCommandId(false)
+    })
 }
 
 /// A top-level utility statement (CALL, DO, COPY, …) starts a statement too: a procedure's

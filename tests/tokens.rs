@@ -1033,63 +1033,126 @@ fn signing_keys_rotate_and_retire_and_stay_secret() {
     }
 }
 
+/// `last_used_at` of `id`, as the log writer left it once the queue is drained.
+fn settled_last_used(admin: &mut Client, id: Uuid) -> Option<std::time::SystemTime> {
+    for _ in 0..200 {
+        let queued: i64 = admin
+            .query_one("SELECT queued FROM tenancy.log_status()", &[])
+            .unwrap()
+            .get(0);
+        if queued == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The writer may still be committing the batch it took.
+    std::thread::sleep(Duration::from_millis(300));
+    admin
+        .query_one(
+            "SELECT last_used_at FROM tenancy.api_tokens WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until `last_used_at` of `id` is later than `than` (or set at all).
+fn last_used_after(
+    admin: &mut Client,
+    id: Uuid,
+    than: Option<std::time::SystemTime>,
+) -> std::time::SystemTime {
+    for _ in 0..200 {
+        let at: Option<std::time::SystemTime> = admin
+            .query_one(
+                "SELECT last_used_at FROM tenancy.api_tokens WHERE id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0);
+        if let Some(at) = at.filter(|at| than.is_none_or(|t| *at > t)) {
+            return at;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("last_used_at of {id} was not written after {than:?}");
+}
+
 #[test]
 fn last_used_at_is_written_at_most_once_a_minute() {
     let s = setup("lastused");
     let mut c = s.client();
     let (id, api) = s.api_token(&["orders:read"]);
     let mut admin = s.db.admin();
-    let last = |admin: &mut Client| -> Option<std::time::SystemTime> {
-        admin
-            .query_one(
-                "SELECT last_used_at FROM tenancy.api_tokens WHERE id = $1",
-                &[&id],
-            )
-            .unwrap()
-            .get(0)
-    };
-    assert_eq!(last(&mut admin), None);
+    assert_eq!(settled_last_used(&mut admin, id), None);
     use_and_commit(&mut c, &api);
-    let first = last(&mut admin).expect("written on first use");
+    let first = last_used_after(&mut admin, id, None);
     std::thread::sleep(Duration::from_millis(20));
     use_and_commit(&mut c, &api);
-    assert_eq!(last(&mut admin), Some(first), "rewritten within a minute");
+    assert_eq!(
+        settled_last_used(&mut admin, id),
+        Some(first),
+        "rewritten within a minute"
+    );
     // A minute later (simulated by moving last_used_at back, seen by a backend that has not
-    // written it itself: each backend remembers its own writes) it is written again.
+    // handed a use over itself: each backend remembers its own) it is written again.
     let age = |admin: &mut Client| {
         admin.execute("UPDATE tenancy.api_tokens SET last_used_at = now() - interval '61 seconds' WHERE id = $1", &[&id]).unwrap();
-        last(admin).unwrap()
+        settled_last_used(admin, id).unwrap()
     };
     let old = age(&mut admin);
     let mut c2 = s.client();
     use_and_commit(&mut c2, &api);
-    assert!(last(&mut admin).unwrap() > old);
-    // A write rolled back with its transaction is not taken for done: the backend's next
-    // transaction writes it.
+    last_used_after(&mut admin, id, Some(old));
+    // A use is a use whether its transaction commits or not, and in a read-only transaction
+    // too: the log writer records it in a transaction of its own.
     let old = age(&mut admin);
     let mut c3 = s.client();
     let mut tx = c3.transaction().unwrap();
     tx.execute("SELECT tenancy.authenticate($1)", &[&api])
         .unwrap();
     tx.rollback().unwrap();
-    assert_eq!(last(&mut admin), Some(old), "rolled back");
-    use_and_commit(&mut c3, &api);
-    assert!(
-        last(&mut admin).unwrap() > old,
-        "written after the rollback"
-    );
-    // In a read-only transaction the token still works; the write is skipped.
+    last_used_after(&mut admin, id, Some(old));
     let old = age(&mut admin);
     let mut c4 = s.client();
     let mut tx = c4.build_transaction().read_only(true).start().unwrap();
     tx.execute("SELECT tenancy.authenticate($1)", &[&api])
         .unwrap();
     tx.rollback().unwrap();
-    assert_eq!(last(&mut admin), Some(old), "not written read-only");
-    use_and_commit(&mut c4, &api);
-    assert!(
-        last(&mut admin).unwrap() > old,
-        "written by the next writable use"
+    last_used_after(&mut admin, id, Some(old));
+}
+
+/// authenticate() holds no lock on the token's row: a transaction that used a stolen token and
+/// stays open cannot make the owner's revocation wait, and workers sharing one token do not
+/// queue behind each other.
+#[test]
+fn using_a_token_holds_no_row_lock() {
+    let s = setup("nolock");
+    let (id, api) = s.api_token(&["orders:read"]);
+    let mut thief = s.client();
+    let mut held = thief.transaction().unwrap();
+    held.execute("SELECT tenancy.authenticate($1)", &[&api])
+        .unwrap();
+    // A second worker with the same token, and the owner revoking it, while the thief's
+    // transaction is open: neither waits.
+    let mut worker = s.client();
+    let mut tx = worker.transaction().unwrap();
+    tx.batch_execute("SET LOCAL lock_timeout = '200ms'")
+        .unwrap();
+    tx.execute("SELECT tenancy.authenticate($1)", &[&api])
+        .unwrap();
+    tx.commit().unwrap();
+    let mut owner = s.db.connect(&s.app);
+    let mut tx = begin_as(&mut owner, s.t.a, Some(s.t.owner_a));
+    tx.batch_execute("SET LOCAL lock_timeout = '200ms'")
+        .unwrap();
+    tx.execute("SELECT tenancy.revoke_api_token($1)", &[&id])
+        .unwrap();
+    tx.commit().unwrap();
+    // The thief's open transaction loses the token at its next statement.
+    assert_sqlstate(
+        held.query("SELECT tenancy.require_permission('orders:read')", &[]),
+        &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
     );
 }
 

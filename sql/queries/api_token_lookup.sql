@@ -7,6 +7,7 @@ SELECT k.tenant_id,
        k.token_hash,
        k.revoked_at IS NOT NULL,
        k.expires_at,
-       k.last_used_at
+       k.last_used_at,
+       k.parent_id
   FROM tenancy.api_tokens k
  WHERE k.id OPERATOR(pg_catalog.=) $1

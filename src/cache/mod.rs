@@ -19,7 +19,7 @@
 //! index probe of `tenancy.tenants`; the look-ups are here.
 
 mod bounded;
-mod invalidation;
+pub mod invalidation;
 mod tenant_probe;
 
 use std::borrow::Borrow;
@@ -37,7 +37,7 @@ use invalidation::{
     SIGNING_KEYS, TENANTS, USERS,
 };
 
-pub use invalidation::sync_now;
+pub use invalidation::{count as invalidations, sync, sync_now};
 
 const TENANT_SQL: &str = include_str!("../../sql/queries/tenant_active.sql");
 const MEMBER_SQL: &str = include_str!("../../sql/queries/member.sql");
@@ -72,6 +72,8 @@ pub struct TokenRow {
     pub expires_us: Option<i64>,
     /// `last_used_at` when the row was read (PostgreSQL microseconds).
     pub last_used_us: Option<i64>,
+    /// The token whose context created this one, if any: this one dies with it.
+    pub parent: Option<Uuid>,
 }
 
 struct Caches {
@@ -353,6 +355,7 @@ pub fn api_token(id: Uuid) -> Option<Rc<TokenRow>> {
                         revoked: row.get::<bool>(5).unwrap_or(true),
                         expires_us: row.timestamp_us(6),
                         last_used_us: row.timestamp_us(7),
+                        parent: uuid_col(row, 8),
                     })
                 },
             )

@@ -5,11 +5,9 @@ use pgrx::prelude::*;
 use tenancy_tokens::api_token;
 use uuid::Uuid;
 
-use super::{check_standing, last_used, random_bytes, write_if_possible};
+use super::{check_standing, last_used, random_bytes};
 use crate::cache;
 use crate::context::{Context, Source};
-
-const TOUCH_SQL: &str = include_str!("../../sql/queries/api_token_touch.sql");
 
 /// A new token for the given id, from 256 bits of PostgreSQL's strong random source.
 /// Internal: called by `create_api_token()`, which stores only its hash.
@@ -40,19 +38,10 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'sta
     if !tenancy_tokens::ct_eq(&row.hash, &computed) {
         return Err((Some(row.tenant), Some(id), "bad_secret"));
     }
-    if row.revoked {
-        return Err((Some(row.tenant), Some(id), "revoked"));
-    }
-    // SAFETY: plain reads of the clock and of transaction state.
-    let (now, xact_start) = unsafe {
-        (
-            pg_sys::GetCurrentTimestamp(),
-            pg_sys::GetCurrentTransactionStartTimestamp(),
-        )
-    };
-    if row.expires_us.is_some_and(|at| at <= now) {
-        return Err((Some(row.tenant), Some(id), "expired"));
-    }
+    // Revocation and expiry (its own and its parents') are checked with the rest of its
+    // standing.
+    // SAFETY: plain read of transaction state.
+    let xact_start = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let ctx = Context {
         tenant: row.tenant,
         user: None,
@@ -60,13 +49,10 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'sta
         actor: Some(row.created_by),
         source: Source::ApiToken,
         scopes: Some(row.scopes.clone()),
+        kid: None,
+        exp: None,
     };
     check_standing(&ctx).map_err(|reason| (Some(row.tenant), Some(id), reason))?;
-    // last_used_at is written at most once a minute per token (the UPDATE checks it again).
-    if last_used::due(id, row.last_used_us, xact_start)
-        && write_if_possible(TOUCH_SQL, &[pgrx::Uuid::from_bytes(*id.as_bytes()).into()])
-    {
-        last_used::written(id, xact_start);
-    }
+    last_used::note_use(id, row.last_used_us, xact_start);
     Ok(ctx)
 }

@@ -32,6 +32,8 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, &'static str)> {
         actor: user,
         source: Source::Jwt,
         scopes: claims.scope,
+        kid: Some(claims.kid),
+        exp: Some(claims.exp),
     };
     check_standing(&ctx).map_err(|reason| (Some(tenant), reason))?;
     Ok(ctx)

@@ -1,84 +1,47 @@
-//! `last_used_at` of API tokens: written at most once a minute per token and connection.
+//! `last_used_at` of API tokens, kept at most a minute stale.
 //!
-//! Each connection remembers the writes it committed, so that a token used in every request
-//! is not written (nor its row read again) every time: `last_used_at` is not part of what the
-//! caches invalidate. Writes rolled back, or never made (a read-only transaction), are not
-//! remembered.
+//! `authenticate()` writes nothing: a use is handed to the log writer (`journal`), which brings
+//! `last_used_at` up to date in a transaction of its own. So the caller's transaction holds no
+//! lock on the token's row (a stolen token held in an open transaction cannot make the owner's
+//! `revoke_api_token()` wait, and workers sharing a token do not queue behind each other), and a
+//! use is recorded whether the caller's transaction commits or not. Each connection hands over
+//! a token's use at most once a minute; `last_used_at` is not part of what the caches
+//! invalidate. Without the preloaded library (no log writer) `last_used_at` is not kept.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::c_void;
 
-use pgrx::pg_sys;
 use uuid::Uuid;
 
+use crate::{clock, journal};
+
 /// How stale `last_used_at` may get: one minute.
-pub const INTERVAL_US: i64 = 60_000_000;
+const INTERVAL_US: i64 = 60_000_000;
 /// Tokens remembered per connection before the memory starts over.
 const REMEMBERED: usize = 16_384;
 
 thread_local! {
-    /// Tokens whose `last_used_at` this transaction wrote: (subtransaction, token, time).
-    static PENDING: RefCell<Vec<(pg_sys::SubTransactionId, Uuid, i64)>> =
-        const { RefCell::new(Vec::new()) };
-    /// The last committed write of each token by this connection (PostgreSQL microseconds).
-    static COMMITTED: RefCell<HashMap<Uuid, i64>> = RefCell::new(HashMap::new());
+    /// When this connection last handed over a use of each token (PostgreSQL microseconds).
+    static HANDED_OVER: RefCell<HashMap<Uuid, i64>> = RefCell::new(HashMap::new());
 }
 
-pub fn init() {
-    // SAFETY: called once from _PG_init; the callbacks live as long as the library.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+/// Notes a use of token `id` at `now` (PostgreSQL microseconds); `stored` is its
+/// `last_used_at` as last read. Hands the use to the log writer when both are over a minute old.
+pub fn note_use(id: Uuid, stored: Option<i64>, now: i64) {
+    let handed = HANDED_OVER.with(|h| h.borrow().get(&id).copied());
+    if stored
+        .max(handed)
+        .is_some_and(|at| at >= now.saturating_sub(INTERVAL_US))
+    {
+        return;
     }
-}
-
-/// Whether the token's `last_used_at` should be written by a transaction that started at
-/// `xact_start`: the row's value (`stored`, as read) and this connection's own writes are both
-/// older than a minute, and this transaction has not written it yet.
-pub fn due(id: Uuid, stored: Option<i64>, xact_start: i64) -> bool {
-    let known = COMMITTED.with(|c| c.borrow().get(&id).copied());
-    let last = stored.max(known);
-    last.is_none_or(|at| at < xact_start.saturating_sub(INTERVAL_US))
-        && !PENDING.with(|p| p.borrow().iter().any(|(_, t, _)| *t == id))
-}
-
-/// Notes that this transaction wrote the token's `last_used_at`.
-pub fn written(id: Uuid, at: i64) {
-    // SAFETY: plain read of transaction state.
-    let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    PENDING.with(|p| p.borrow_mut().push((subid, id, at)));
-}
-
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        XACT_EVENT_COMMIT => {
-            let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
-            if !pending.is_empty() {
-                COMMITTED.with(|c| {
-                    let mut c = c.borrow_mut();
-                    if c.len() >= REMEMBERED {
-                        c.clear();
-                    }
-                    for (_, id, at) in pending {
-                        c.insert(id, at);
-                    }
-                });
+    if journal::token_used(id, clock::pg_to_unix_us(now)) {
+        HANDED_OVER.with(|h| {
+            let mut h = h.borrow_mut();
+            if h.len() >= REMEMBERED {
+                h.clear();
             }
-        }
-        XACT_EVENT_ABORT | XACT_EVENT_PREPARE => PENDING.with(|p| p.borrow_mut().clear()),
-        _ => {}
-    }
-}
-
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        PENDING.with(|p| p.borrow_mut().retain(|(subid, _, _)| *subid < my_subid));
+            h.insert(id, now);
+        });
     }
 }

@@ -14,11 +14,7 @@ use pgrx::prelude::*;
 use uuid::Uuid;
 
 use crate::context::{self, Context};
-use crate::{decision, error, privileged, rbac};
-
-pub fn init() {
-    last_used::init();
-}
+use crate::{cache, decision, error, standing};
 
 /// Message and hint of every failed `authenticate()`.
 const AUTH_FAILED: &str = "tenancy: authentication failed";
@@ -63,7 +59,7 @@ fn auth_failed(tenant: Option<Uuid>, token: Option<Uuid>, reason: &str) -> ! {
 )]
 fn authenticate(token: Option<&[u8]>) {
     context::warn_if_bypassing_rls();
-    crate::cache::sync_now();
+    cache::sync_now();
     let token = token_text(token).unwrap_or_else(|reason| auth_failed(None, None, reason));
     let ctx = if token.starts_with(tenancy_tokens::api_token::PREFIX) {
         api_token::verify(token)
@@ -74,18 +70,16 @@ fn authenticate(token: Option<&[u8]>) {
     context::enter(&ctx);
 }
 
-/// Checks shared by both kinds of token once the credential itself verified: the tenant is
-/// active and the user whose permissions bound the context is a member (or a platform admin).
+/// Checks shared by both kinds of token once the credential itself verified: the context it
+/// would open stands now (`standing::verify`: tenant active, token chain or key valid, actor a
+/// member or a platform admin).
 fn check_standing(ctx: &Context) -> Result<(), &'static str> {
-    if !rbac::tenant_is_active(ctx.tenant) {
-        return Err("tenant_unknown_or_suspended");
-    }
+    // SAFETY: plain read of the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    standing::verify(ctx, now)?;
     if let Some(actor) = ctx.actor {
-        let standing = rbac::lookup_actor(ctx.tenant, actor);
-        if standing.role.is_none() {
-            if !standing.platform_admin {
-                return Err("not_a_member");
-            }
+        let membership = cache::membership(ctx.tenant, actor);
+        if membership.role.is_none() && membership.platform_admin {
             decision::record_always(
                 Some(ctx.tenant),
                 Some(actor),
@@ -98,22 +92,4 @@ fn check_standing(ctx: &Context) -> Result<(), &'static str> {
         }
     }
     Ok(())
-}
-
-/// Runs a write as the bootstrap superuser, unless the transaction cannot write (a read-only
-/// transaction or a standby), in which case it is skipped. Returns whether it ran.
-pub fn write_if_possible(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> bool {
-    // SAFETY: plain reads of transaction state.
-    let read_only = unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() };
-    if read_only {
-        return false;
-    }
-    privileged::as_superuser(|| {
-        Spi::connect_mut(|client| {
-            if client.update(sql, None, args).is_err() {
-                error::internal("a fixed update does not run");
-            }
-        })
-    });
-    true
 }
