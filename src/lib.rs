@@ -102,8 +102,8 @@ pgrx::extension_sql_file!(
     requires = ["bootstrap"]
 );
 pgrx::extension_sql_file!(
-    "../sql/audit.sql",
-    name = "audit",
+    "../sql/linter.sql",
+    name = "linter",
     requires = ["policy", "tokens", "auth_log"]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

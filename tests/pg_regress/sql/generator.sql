@@ -320,5 +320,10 @@ SELECT regress_try($$SELECT tenancy.auto_isolate('')$$) AS empty_schema;
 SELECT regress_try('SELECT tenancy.auto_isolate(NULL)') AS null_schema;
 SELECT regress_try($$SELECT tenancy.auto_isolate('gen_auto', NULL)$$) AS null_enabled;
 
+-- Clean up: the database as other tests expect it (the linter test expects no findings).
+SET client_min_messages = warning;
+DROP SCHEMA gen, gen_auto CASCADE;
+RESET client_min_messages;
+DROP FUNCTION gen_state(regclass), gen_drift(regclass);
 DROP OWNED BY regress_gen_app;
 DROP ROLE regress_gen_app;
