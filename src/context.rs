@@ -285,12 +285,14 @@ pub fn from_pg(u: pgrx::Uuid) -> Uuid {
     Uuid::from_bytes(*u.as_bytes())
 }
 
-/// The context's tenant; `28000` when there is none.
+/// The context's tenant; `28000` when there is none (NULL while the planner estimates, see
+/// `statement::planning`).
 #[pg_extern(stable, parallel_safe)]
-fn current_tenant() -> pgrx::Uuid {
+fn current_tenant() -> Option<pgrx::Uuid> {
     READ_IN.with(|r| r.set(statement::current()));
     match TENANT.with(|t| t.get()) {
-        Some(bytes) => pgrx::Uuid::from_bytes(bytes),
+        Some(bytes) => Some(pgrx::Uuid::from_bytes(bytes)),
+        None if statement::planning() => None,
         None => error::no_tenant_context(),
     }
 }

@@ -16,12 +16,15 @@ use pgrx::pg_sys;
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// How deep in the planner the session is (0: not planning).
+    static PLANNING: Cell<u32> = const { Cell::new(0) };
     static STATEMENT: Cell<u64> = const { Cell::new(1) };
-    /// Depth at the start of each open subtransaction, innermost last.
-    static SAVED: RefCell<Vec<(pg_sys::SubTransactionId, u32)>> = const { RefCell::new(Vec::new()) };
+    /// Depths (executor, planner) at the start of each open subtransaction, innermost last.
+    static SAVED: RefCell<Vec<(pg_sys::SubTransactionId, u32, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
 static mut PREV_RUN: pg_sys::ExecutorRun_hook_type = None;
+static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREV_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 
 /// The current top-level statement's number (changes at least once per statement).
@@ -36,6 +39,8 @@ pub fn init() {
         pg_sys::ExecutorRun_hook = Some(executor_run);
         PREV_FINISH = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(executor_finish);
+        PREV_PLANNER = pg_sys::planner_hook;
+        pg_sys::planner_hook = Some(planner);
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
     }
@@ -60,6 +65,14 @@ pub fn position() -> (u32, u64, u32) {
     (local_xid(), current(), unsafe {
         pg_sys::GetCurrentCommandId(false)
     })
+}
+
+/// Whether the planner is running. The planner evaluates STABLE functions to estimate
+/// selectivities, so an accessor that would raise without a context (`current_tenant()` in an
+/// inline policy) must not raise then: the statement has not run yet, and the fail-closed
+/// guard refuses it at executor start, on the record.
+pub fn planning() -> bool {
+    PLANNING.with(|p| p.get() > 0)
 }
 
 /// A top-level utility statement (CALL, DO, COPY, …) starts a statement too: a procedure's
@@ -135,6 +148,25 @@ unsafe extern "C-unwind" fn executor_run(
     leave();
 }
 
+unsafe extern "C-unwind" fn planner(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: std::ffi::c_int,
+    bound_params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    PLANNING.with(|p| p.set(p.get() + 1));
+    // SAFETY: the previous hook and the standard planner have exactly this signature. An error
+    // longjmps past the decrement: the (sub)transaction-abort callbacks restore the depth.
+    let planned = unsafe {
+        match PREV_PLANNER {
+            Some(prev) => prev(parse, query_string, cursor_options, bound_params),
+            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+        }
+    };
+    PLANNING.with(|p| p.set(p.get().saturating_sub(1)));
+    planned
+}
+
 unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) {
     enter();
     // SAFETY: the previous hook and the standard function have exactly this signature.
@@ -158,6 +190,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
             | XACT_EVENT_PREPARE
     ) {
         DEPTH.with(|d| d.set(0));
+        PLANNING.with(|p| p.set(0));
         SAVED.with(|s| s.borrow_mut().clear());
     }
 }
@@ -172,14 +205,16 @@ unsafe extern "C-unwind" fn subxact_callback(
     match event {
         SUBXACT_EVENT_START_SUB => {
             let depth = DEPTH.with(|d| d.get());
-            SAVED.with(|s| s.borrow_mut().push((my_subid, depth)));
+            let planning = PLANNING.with(|p| p.get());
+            SAVED.with(|s| s.borrow_mut().push((my_subid, depth, planning)));
         }
         SUBXACT_EVENT_ABORT_SUB | SUBXACT_EVENT_COMMIT_SUB => SAVED.with(|s| {
             let mut saved = s.borrow_mut();
-            while let Some((subid, depth)) = saved.pop() {
+            while let Some((subid, depth, planning)) = saved.pop() {
                 if subid == my_subid {
                     if event == SUBXACT_EVENT_ABORT_SUB {
                         DEPTH.with(|d| d.set(depth));
+                        PLANNING.with(|p| p.set(planning));
                     }
                     break;
                 }

@@ -62,10 +62,12 @@ impl Shop {
 }
 
 fn notes<C: postgres::GenericClient>(c: &mut C) -> Result<Vec<String>, postgres::Error> {
-    Ok(c.query("SELECT note FROM public.orders ORDER BY note", &[])?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
+    Ok(
+        c.query("SELECT note FROM public.orders ORDER BY note", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    )
 }
 
 /// Denials recorded so far with `reason`, counting merged repeats (waits for the log writer).
@@ -116,16 +118,15 @@ fn temporary_objects_cannot_poison_a_pooled_connection() {
         assert_sqlstate(result, &SqlState::INSUFFICIENT_PRIVILEGE);
         shared.batch_execute("RESET search_path").unwrap();
     }
-    let temp_objects: i64 = s
-        .db
-        .admin()
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    let temp_objects: i64 =
+        s.db.admin()
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname LIKE 'pg_temp%'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+                &[],
+            )
+            .unwrap()
+            .get(0);
     assert_eq!(temp_objects, 0);
 
     // The next client of the same server connection: tenant B's token, and the real table.
@@ -245,7 +246,10 @@ fn revocations_end_access_at_the_next_statement() {
         .unwrap();
     {
         let mut sp = tx.savepoint("reading").unwrap();
-        assert_sqlstate(notes(&mut sp), &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+        assert_sqlstate(
+            notes(&mut sp),
+            &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        );
     }
     assert_sqlstate(
         tx.execute("SELECT tenancy.require_permission('orders:read')", &[]),
@@ -263,7 +267,10 @@ fn revocations_end_access_at_the_next_statement() {
             &[&s.t.a],
         )
         .unwrap();
-    assert_sqlstate(notes(&mut tx), &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+    assert_sqlstate(
+        notes(&mut tx),
+        &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+    );
     drop(tx);
     admin
         .execute(
@@ -299,7 +306,10 @@ fn revocations_end_access_at_the_next_statement() {
     admin
         .execute("SELECT tenancy.retire_signing_key($1)", &[&kid])
         .unwrap();
-    assert_sqlstate(notes(&mut tx), &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+    assert_sqlstate(
+        notes(&mut tx),
+        &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+    );
     drop(tx);
 
     // A removed member, named by a trusted backend: 42501, as set_tenant() would say.
@@ -467,7 +477,9 @@ fn member_rows_is_for_application_roles_only() {
     let mut admin = s.db.admin();
     let outsider = format!("t_outsider_{}", s.db.suffix);
     admin
-        .batch_execute(&format!("CREATE ROLE {outsider} LOGIN PASSWORD '{outsider}'"))
+        .batch_execute(&format!(
+            "CREATE ROLE {outsider} LOGIN PASSWORD '{outsider}'"
+        ))
         .unwrap();
     let mut c = s.db.connect(&outsider);
     assert_sqlstate(
@@ -480,6 +492,9 @@ fn member_rows_is_for_application_roles_only() {
         .unwrap();
     let mut app = s.db.connect(&s.app);
     let mut tx = begin_as(&mut app, s.t.a, Some(s.t.owner_a));
-    let n = tx.query("SELECT * FROM tenancy.members", &[]).unwrap().len();
+    let n = tx
+        .query("SELECT * FROM tenancy.members", &[])
+        .unwrap()
+        .len();
     assert_eq!(n, 1);
 }
