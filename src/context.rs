@@ -153,10 +153,41 @@ thread_local! {
     static WRITING: Cell<bool> = const { Cell::new(false) };
     /// The top-level statement that last read the context (see `statement.rs`).
     static READ_IN: Cell<u64> = const { Cell::new(0) };
+    /// The context pg_tenancy set in this backend (`tenancy.context`).
+    static LOCAL: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
+    /// The context a Citus coordinator handed over (`tenancy.signed_context`, see `cluster.rs`).
+    static REMOTE: RefCell<Option<Rc<Remote>>> = const { RefCell::new(None) };
+    /// The context in effect: the local one, else the remote one.
     static CURRENT: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
     static TENANT: Cell<Option<[u8; 16]>> = const { Cell::new(None) };
     /// Bumped on every change, so caches keyed on the actor can tell contexts apart.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A context handed over by a Citus coordinator, as its signed value carries it: the context,
+/// its actor's standing as the coordinator saw it (a worker has no membership rows), and what
+/// binds it (the distributed transaction, the role, an expiry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub ctx: Context,
+    pub actor: Option<GrantedActor>,
+    /// The distributed transaction it was made for: (initiator node group, number, timestamp).
+    pub txn: (i32, u64, i64),
+    /// The role the coordinator's connections run as.
+    pub role: String,
+    /// When it stops being valid (PostgreSQL microseconds).
+    pub not_after: i64,
+    /// When it was made (PostgreSQL microseconds).
+    pub made_at: i64,
+}
+
+/// An actor's standing in the tenant as the coordinator decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GrantedActor {
+    pub role: Option<String>,
+    pub rank: Option<i32>,
+    pub grants: Vec<String>,
+    pub platform_admin: bool,
 }
 
 /// Called by the assign hook of `tenancy.context` with its new raw value.
@@ -166,9 +197,44 @@ fn install(raw: &str) {
     } else {
         Context::decode(raw)
     };
-    TENANT.with(|t| t.set(decoded.as_ref().map(|c| *c.tenant.as_bytes())));
-    CURRENT.with(|c| *c.borrow_mut() = decoded.map(Rc::new));
+    LOCAL.with(|c| *c.borrow_mut() = decoded.map(Rc::new));
+    refresh_effective();
+}
+
+/// Called by the assign hook of `tenancy.signed_context` with what a verified value carries.
+pub fn install_remote(remote: Option<Remote>) {
+    REMOTE.with(|r| *r.borrow_mut() = remote.map(Rc::new));
+    refresh_effective();
+}
+
+fn refresh_effective() {
+    let effective = LOCAL
+        .with(|l| l.borrow().clone())
+        .or_else(|| REMOTE.with(|r| r.borrow().as_ref().map(|r| Rc::new(r.ctx.clone()))));
+    if CURRENT.with(|c| *c.borrow() == effective) {
+        return;
+    }
+    TENANT.with(|t| t.set(effective.as_ref().map(|c| *c.tenant.as_bytes())));
+    CURRENT.with(|c| *c.borrow_mut() = effective);
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+/// The handed-over context, when it is the one in effect (no local context).
+pub fn remote() -> Option<Rc<Remote>> {
+    if LOCAL.with(|l| l.borrow().is_some()) {
+        return None;
+    }
+    REMOTE.with(|r| r.borrow().clone())
+}
+
+/// The handed-over context, in effect or not (a coordinator compares it with its own).
+pub fn remote_any() -> Option<Rc<Remote>> {
+    REMOTE.with(|r| r.borrow().clone())
+}
+
+/// The context pg_tenancy set in this backend, if any.
+pub fn local() -> Option<Rc<Context>> {
+    LOCAL.with(|l| l.borrow().clone())
 }
 
 /// Whether the transaction has a tenant context (a memory read).
@@ -245,7 +311,7 @@ pub fn enter(ctx: &Context) -> bool {
 
 /// Clears the context of the current transaction (`42501` when it may not change now).
 pub fn leave() {
-    if current().is_some() {
+    if local().is_some() {
         check_change_allowed();
         write("");
     }

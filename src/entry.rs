@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::context::{self, Context, Source};
-use crate::{cache, decision, error, rbac};
+use crate::{cache, cluster, decision, error, rbac};
 
 /// Sets the tenant (and optionally the acting user) for the current transaction.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -80,7 +80,9 @@ fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid
             );
         }
     }
-    context::enter(&wanted);
+    if context::enter(&wanted) {
+        cluster::hand_over();
+    }
 }
 
 /// Whether the caller (the role the session acts as, outside any SECURITY DEFINER function) may
@@ -102,6 +104,7 @@ fn caller_may_set_tenant() -> bool {
 #[pg_extern(volatile, parallel_unsafe)]
 fn clear_context() {
     context::leave();
+    cluster::hand_over();
 }
 
 /// The whole context as JSON, for debugging and logging; `{}` when there is none.

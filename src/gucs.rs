@@ -6,7 +6,13 @@
 //!   copied into every logged decision.
 //! * `tenancy.log_allowed` (superuser only) also logs allowed decisions, not just denials.
 //! * `tenancy.allow_explain_analyze` (superuser only) lets application roles run EXPLAIN
-//!   ANALYZE, which is refused by default (see `utility.rs`).
+//!   ANALYZE, which is refused by default (see `allowlist.rs`).
+//! * `tenancy.cluster_secret`, `tenancy.cluster_secret_previous` (postgresql.conf or ALTER
+//!   SYSTEM, reloadable, readable by superusers only): the secret the nodes of a Citus cluster
+//!   share to sign and verify the context a coordinator hands to its workers; the previous one
+//!   still verifies, so the secret can be rotated without downtime (`cluster/`).
+//! * `tenancy.cluster_context_ttl` (reloadable): how long a signed context stays valid, in
+//!   seconds; a coordinator signs again before half of it has passed.
 
 use std::ffi::CString;
 
@@ -16,6 +22,10 @@ use pgrx::pg_sys;
 static REQUEST_LABEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static LOG_ALLOWED: GucSetting<bool> = GucSetting::<bool>::new(false);
 static ALLOW_EXPLAIN_ANALYZE: GucSetting<bool> = GucSetting::<bool>::new(false);
+static CLUSTER_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static CLUSTER_SECRET_PREVIOUS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+static CLUSTER_CONTEXT_TTL: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// Defines the settings. Called once from `_PG_init`.
 pub fn init() {
@@ -45,6 +55,36 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // The secret is never shown to anyone but superusers, nor listed by SHOW ALL.
+    let secret_flags = GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL;
+    GucRegistry::define_string_guc(
+        c"tenancy.cluster_secret",
+        c"Secret shared by the nodes of a Citus cluster, to sign and verify tenant contexts.",
+        c"Set it to the same value (at least 32 characters) on every node, in postgresql.conf or \
+          with ALTER SYSTEM, and reload. Without it, workers refuse every propagated context.",
+        &CLUSTER_SECRET,
+        GucContext::Sighup,
+        secret_flags,
+    );
+    GucRegistry::define_string_guc(
+        c"tenancy.cluster_secret_previous",
+        c"The cluster secret being rotated out: it still verifies contexts, but signs none.",
+        c"Set the old secret here and the new one in tenancy.cluster_secret on every node, then \
+          clear this once every node has reloaded.",
+        &CLUSTER_SECRET_PREVIOUS,
+        GucContext::Sighup,
+        secret_flags,
+    );
+    GucRegistry::define_int_guc(
+        c"tenancy.cluster_context_ttl",
+        c"Seconds a signed tenant context stays valid on the nodes of a Citus cluster.",
+        c"The coordinator signs the context again before half of it has passed.",
+        &CLUSTER_CONTEXT_TTL,
+        10,
+        3600,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }
 
 /// Makes every other `tenancy.*` name an error from now on, and removes placeholders planted
@@ -64,6 +104,30 @@ pub fn request_label() -> Option<String> {
 /// Whether application roles may run EXPLAIN ANALYZE.
 pub fn allow_explain_analyze() -> bool {
     ALLOW_EXPLAIN_ANALYZE.get()
+}
+
+/// The cluster secrets that verify a signed context (the current one first); shorter than 32
+/// bytes counts as unset.
+pub fn cluster_secrets() -> Vec<Vec<u8>> {
+    [&CLUSTER_SECRET, &CLUSTER_SECRET_PREVIOUS]
+        .iter()
+        .filter_map(|s| s.get())
+        .map(|s| s.into_bytes())
+        .filter(|s| s.len() >= 32)
+        .collect()
+}
+
+/// The cluster secret that signs, if one is set (at least 32 bytes).
+pub fn cluster_signing_secret() -> Option<Vec<u8>> {
+    CLUSTER_SECRET
+        .get()
+        .map(|s| s.into_bytes())
+        .filter(|s| s.len() >= 32)
+}
+
+/// How long a signed context stays valid, in microseconds.
+pub fn cluster_context_ttl_us() -> i64 {
+    i64::from(CLUSTER_CONTEXT_TTL.get()) * 1_000_000
 }
 
 /// Whether allowed decisions are logged too.

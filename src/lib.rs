@@ -12,8 +12,9 @@ mod gucs;
 mod privileged;
 mod statement;
 
-// Who is an application role (asked by the hooks below).
+// Who is an application role (asked by the hooks below); what pg_tenancy uses of Citus.
 mod app_role;
+mod citus;
 
 // The tenant context: its storage and accessors.
 mod context;
@@ -33,6 +34,9 @@ mod standing;
 // Permission and role checks; the checks isolate()'s policies make on written rows.
 mod rbac;
 mod row_checks;
+
+// The context across the nodes of a Citus cluster.
+mod cluster;
 
 // The ways into a context: set_tenant() and authenticate(), with tokens and signing keys.
 mod entry;
@@ -118,8 +122,10 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     context::init();
+    cluster::init();
     gucs::init();
     gucs::reserve_prefix();
+    citus::init();
     cache::init();
     journal::init();
     fail_closed::init();

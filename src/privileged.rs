@@ -203,6 +203,40 @@ pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` with setting `name` at `value` for the current transaction (`SET LOCAL`), then puts
+/// back what it was (also a transaction-local value), so the caller's own setting is unchanged.
+pub fn with_setting_local<R>(name: &CStr, value: &CStr, f: impl FnOnce() -> R) -> R {
+    // SAFETY: GetConfigOptionByName copies the current value (NULL for an unknown setting).
+    let previous = unsafe {
+        let v = pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), true);
+        (!v.is_null()).then(|| CStr::from_ptr(v).to_owned())
+    };
+    let set = |v: &CStr| {
+        // SAFETY: both strings are valid C strings for the duration of the call.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                v.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_LOCAL,
+                true,
+                0,
+                false,
+            )
+        }
+    };
+    if previous.is_none() {
+        return f();
+    }
+    set(value);
+    let r = f();
+    if let Some(previous) = previous {
+        set(&previous);
+    }
+    r
+}
+
 /// The name of a role, or its oid when it no longer exists.
 pub fn role_name(role: pg_sys::Oid) -> String {
     // SAFETY: GetUserNameFromId with noerr=true returns NULL for a missing role.

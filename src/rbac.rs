@@ -33,8 +33,13 @@ impl Actor {
                 .is_some_and(|i| i.grants.iter().any(|g| grant_covers(g, permission)))
     }
 
-    fn rank(&self) -> Option<i32> {
+    pub fn rank(&self) -> Option<i32> {
         self.info.as_ref().map(|i| i.rank)
+    }
+
+    /// The role's grants (`*`, `resource:*` or exact names).
+    pub fn grants(&self) -> &[String] {
+        self.info.as_ref().map_or(&[], |i| &i.grants)
     }
 }
 
@@ -120,9 +125,23 @@ pub fn tenant_is_active(tenant: Uuid) -> bool {
 }
 
 /// The actor of the current context (cached for the statement); `None` without an actor, or
-/// when the context no longer stands.
+/// when the context no longer stands. A context handed over by a Citus coordinator carries
+/// its actor's standing (a worker has no membership rows).
 pub fn actor() -> Option<Rc<Actor>> {
     standing::verdict().ok()?;
+    if let Some(remote) = context::remote() {
+        let granted = remote.actor.as_ref()?;
+        return Some(Rc::new(Actor {
+            platform_admin: granted.platform_admin,
+            role: granted.role.clone(),
+            info: granted.rank.map(|rank| {
+                Rc::new(RoleInfo {
+                    rank,
+                    grants: granted.grants.clone(),
+                })
+            }),
+        }));
+    }
     let ctx = context::current()?;
     let user = ctx.actor?;
     Cache::with(|cache| {

@@ -14,8 +14,8 @@ use std::cell::Cell;
 use pgrx::pg_sys;
 use uuid::Uuid;
 
-use crate::context::{self, Context, Source};
-use crate::{cache, decision, error};
+use crate::context::{self, Context, Remote, Source};
+use crate::{cache, citus, decision, error, privileged};
 
 /// Tokens made from tokens are followed this far up; deeper chains do not verify.
 const MAX_TOKEN_CHAIN: usize = 16;
@@ -56,6 +56,7 @@ pub fn verdict() -> Result<(), &'static str> {
     }) {
         return Ok(());
     }
+    let remote = context::remote();
     let Some(ctx) = context::current() else {
         return Ok(());
     };
@@ -68,7 +69,10 @@ pub fn verdict() -> Result<(), &'static str> {
     CHECKING.with(|c| c.set(true));
     let verdict = {
         let _reset = Reset;
-        verify(&ctx, now)
+        match &remote {
+            Some(remote) => verify_remote(remote, now),
+            None => verify(&ctx, now),
+        }
     };
     match verdict {
         Ok(valid_until) => {
@@ -145,6 +149,32 @@ pub fn verify(ctx: &Context, now: i64) -> Result<i64, &'static str> {
         }
     }
     Ok(valid_until)
+}
+
+/// Whether a context handed over by a Citus coordinator stands for this backend now. Its seal
+/// was verified when it was set (`cluster.rs`); here its binding: the distributed transaction
+/// this backend serves, not ended on this node; the role; the expiry. The tenant, token and
+/// membership were checked by the coordinator, which holds those rows.
+fn verify_remote(remote: &Remote, now: i64) -> Result<i64, &'static str> {
+    if remote.not_after <= now {
+        return Err("signed_context_expired");
+    }
+    if privileged::current_role_name() != remote.role {
+        return Err("signed_context_for_another_role");
+    }
+    let txn = citus::DistributedTxn {
+        initiator: remote.txn.0,
+        number: remote.txn.1,
+        timestamp: remote.txn.2,
+    };
+    if citus::current_transaction() != Some(txn) {
+        return Err("signed_context_for_another_transaction");
+    }
+    if citus::has_ended(txn) {
+        return Err("signed_context_of_ended_transaction");
+    }
+    citus::serving(txn);
+    Ok(remote.not_after)
 }
 
 /// Whether API token `id` of `tenant`, and every token it was made from, is known, not revoked

@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use uuid::Uuid;
 
 use crate::context::{self, Context};
-use crate::{cache, decision, error, standing};
+use crate::{cache, cluster, decision, error, standing};
 
 /// Message and hint of every failed `authenticate()`.
 const AUTH_FAILED: &str = "tenancy: authentication failed";
@@ -67,7 +67,9 @@ fn authenticate(token: Option<&[u8]>) {
     } else {
         jwt::verify(token).unwrap_or_else(|(tenant, reason)| auth_failed(tenant, None, reason))
     };
-    context::enter(&ctx);
+    if context::enter(&ctx) {
+        cluster::hand_over();
+    }
 }
 
 /// Checks shared by both kinds of token once the credential itself verified: the context it

@@ -6,6 +6,8 @@
 //! - [`api_token`]: `tnc_` + base64url(id ‖ secret); the database stores `sha256(token)`.
 //! - [`invite`]: invitation tokens, HMAC-SHA256 over (version, id, issue time, kid).
 //! - [`jwt`]: verification of HS256 JWTs minted by applications.
+//! - [`cluster`]: the context a Citus coordinator hands to its workers, sealed with the nodes'
+//!   shared secret.
 //!
 //! Every parser refuses input longer than [`MAX_TOKEN_LEN`] before decoding it, never panics,
 //! and reports why it refused with a [`Reason`], which holds no part of the token: reasons are
@@ -31,6 +33,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub mod api_token;
+pub mod cluster;
 pub mod invite;
 mod json;
 pub mod jwt;
