@@ -90,7 +90,7 @@ fn recorded(admin: &mut Client, action: &str, reason: &str, at_least: i64) -> i6
     n
 }
 
-/// 1. Temporary objects: a client with no token tried to leave objects on the shared server
+/// Finding 1: Temporary objects: a client with no token tried to leave objects on the shared server
 /// connection that capture the next client's rows, tokens and context. Every way of making
 /// one is refused, and the next client of the connection meets the real objects.
 #[test]
@@ -138,7 +138,7 @@ fn temporary_objects_cannot_poison_a_pooled_connection() {
     tx.commit().unwrap();
 }
 
-/// 2. A statistics oracle: an index scan fetches other tenants' rows before the policy drops
+/// Finding 2: A statistics oracle: an index scan fetches other tenants' rows before the policy drops
 /// them, and the per-index fetch counters told whether another tenant had a value in a range.
 /// Application roles cannot read statistics, other sessions' queries, notifications or
 /// large objects.
@@ -184,7 +184,7 @@ fn statistics_and_shared_channels_are_refused() {
     assert!(n >= 1);
 }
 
-/// 3. Denials caught in PL/pgSQL were never recorded (they were logged from the error report,
+/// Finding 3: Denials caught in PL/pgSQL were never recorded (they were logged from the error report,
 /// which a caught error never reaches). Now each refused row is recorded when it is refused.
 #[test]
 fn caught_denials_are_recorded() {
@@ -223,7 +223,7 @@ fn caught_denials_are_recorded() {
     assert_eq!(smuggled, 0);
 }
 
-/// 5. Access outlived a revocation inside an open transaction. Now the next statement of the
+/// Finding 5: Access outlived a revocation inside an open transaction. Now the next statement of the
 /// open transaction is refused: a revoked token, a suspended tenant, a retired signing key,
 /// a removed member.
 #[test]
@@ -331,7 +331,7 @@ fn revocations_end_access_at_the_next_statement() {
     assert!(recorded(&mut admin, "query", "not_a_member", 1) >= 1);
 }
 
-/// 7a. A short-lived token with tokens:write minted a token without expiry that kept working
+/// Finding 7a: A short-lived token with tokens:write minted a token without expiry that kept working
 /// after its parent was revoked and expired. A token made by a token expires no later and
 /// dies with it.
 #[test]
@@ -385,7 +385,7 @@ fn a_token_made_by_a_token_dies_with_it() {
     );
 }
 
-/// 7b. After SET ROLE a denial named only the role set, not the one that logged in.
+/// Finding 7b: After SET ROLE a denial named only the role set, not the one that logged in.
 #[test]
 fn denials_name_the_login_role_too() {
     let s = shop("setrole");
@@ -420,9 +420,9 @@ fn denials_name_the_login_role_too() {
     assert_eq!(row.get::<_, String>(1), s.app);
 }
 
-/// 7c. A manager invited the email of another tenant's owner and accepted the invitation
+/// Finding 7c: A manager invited the email of another tenant's owner and accepted the invitation
 /// with the token it held, enrolling that user without consent and learning their id.
-/// 9. Emails are compared as users.email is: case-insensitively.
+/// Finding 9: Emails are compared as users.email is: case-insensitively.
 #[test]
 fn an_existing_user_joins_only_by_their_own_consent() {
     let s = shop("consent");
@@ -470,7 +470,7 @@ fn an_existing_user_joins_only_by_their_own_consent() {
     assert_eq!(row.get::<_, Uuid>(1), s.t.owner_b);
 }
 
-/// 8. member_rows() (SECURITY DEFINER) was executable by PUBLIC; only application roles need it.
+/// Finding 8: member_rows() (SECURITY DEFINER) was executable by PUBLIC; only application roles need it.
 #[test]
 fn member_rows_is_for_application_roles_only() {
     let s = shop("memberrows");
