@@ -13,21 +13,30 @@ thread_local! {
     static LAST: Cell<Option<(pg_sys::Oid, pg_sys::Oid, u32, bool)>> = const { Cell::new(None) };
 }
 
-/// Whether an application role is acting: both the current user (`GetUserId()`; inside a
-/// SECURITY DEFINER function its owner) and the role the session acts as (`GetOuterUserId()`,
-/// after SET ROLE) are application roles. So a superuser's `CREATE SCHEMA … AUTHORIZATION
-/// app_role`, which creates as the new owner, is not an application role acting, and an
-/// application role calling a superuser's SECURITY DEFINER function is not either.
+/// Whether an application role is acting. Yes when the session logged in as an application
+/// role (whatever it SET ROLE to), unless a superuser's SECURITY DEFINER function runs; and
+/// when both the current user (`GetUserId()`; inside a SECURITY DEFINER function its owner)
+/// and the role the session acts as (`GetOuterUserId()`, after SET ROLE) are application roles.
+/// So a superuser's `CREATE SCHEMA … AUTHORIZATION app_role`, which creates as the new owner,
+/// is not an application role acting.
 pub fn is_app_role() -> bool {
     // SAFETY: plain reads of the current user ids.
-    let (user, outer) = unsafe { (pg_sys::GetUserId(), pg_sys::GetOuterUserId()) };
+    let (user, outer, session) = unsafe {
+        (
+            pg_sys::GetUserId(),
+            pg_sys::GetOuterUserId(),
+            pg_sys::GetSessionUserId(),
+        )
+    };
     let xid = statement::local_xid();
     if let Some((u, o, x, answer)) = LAST.with(|l| l.get()) {
         if u == user && o == outer && x == xid {
             return answer;
         }
     }
-    let answer = is_app(user) && (outer == user || is_app(outer));
+    // SAFETY: a catalog look-up by oid.
+    let answer = !unsafe { pg_sys::superuser_arg(user) }
+        && (is_app(session) || (is_app(user) && (outer == user || is_app(outer))));
     LAST.with(|l| l.set(Some((user, outer, xid, answer))));
     answer
 }

@@ -207,6 +207,23 @@ pub fn install_remote(remote: Option<Remote>) {
     refresh_effective();
 }
 
+/// The syscache hash value that plans holding the context's tenant name as an invalidation
+/// item (see `routing.rs`), in the cache of functions: a change of tenant fires it in this
+/// backend. Not the hash of any function pg_tenancy knows; another function sharing it would
+/// only see some plans made again.
+pub const ROUTED_PLANS_HASH: u32 = 0x7e4a_4e17;
+
+thread_local! {
+    /// Whether a plan of this backend holds a tenant (only then are plans invalidated).
+    static ROUTED_PLANS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that a plan holds the context's tenant; returns the hash its invalidation item names.
+pub fn routed_plans_hash() -> Option<u32> {
+    ROUTED_PLANS.with(|r| r.set(true));
+    Some(ROUTED_PLANS_HASH)
+}
+
 fn refresh_effective() {
     let effective = LOCAL
         .with(|l| l.borrow().clone())
@@ -214,7 +231,18 @@ fn refresh_effective() {
     if CURRENT.with(|c| *c.borrow() == effective) {
         return;
     }
-    TENANT.with(|t| t.set(effective.as_ref().map(|c| *c.tenant.as_bytes())));
+    let tenant = effective.as_ref().map(|c| *c.tenant.as_bytes());
+    if TENANT.with(|t| t.get()) != tenant && ROUTED_PLANS.with(|r| r.get()) {
+        // SAFETY: only marks cached plans that name this item as invalid (no catalog access,
+        // safe also while a transaction aborts).
+        unsafe {
+            pg_sys::CallSyscacheCallbacks(
+                pg_sys::SysCacheIdentifier::PROCOID as i32,
+                ROUTED_PLANS_HASH,
+            )
+        };
+    }
+    TENANT.with(|t| t.set(tenant));
     CURRENT.with(|c| *c.borrow_mut() = effective);
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
 }

@@ -35,8 +35,9 @@ mod standing;
 mod rbac;
 mod row_checks;
 
-// The context across the nodes of a Citus cluster.
+// The context across the nodes of a Citus cluster, and one tenant's queries on one shard.
 mod cluster;
+mod routing;
 
 // The ways into a context: set_tenant() and authenticate(), with tokens and signing keys.
 mod entry;
@@ -130,6 +131,7 @@ pub extern "C-unwind" fn _PG_init() {
     journal::init();
     fail_closed::init();
     statement::init();
+    routing::init();
     allowlist::init();
     object_access::init();
 }

@@ -53,9 +53,10 @@ pub fn init() {
 unsafe extern "C-unwind" fn on_function_change(
     _arg: pg_sys::Datum,
     _cache: std::ffi::c_int,
-    _hash: u32,
+    hash: u32,
 ) {
-    if !FINDING.with(|f| f.get()) {
+    // A change of tenant invalidates plans through this cache too: no function changed.
+    if hash != crate::context::ROUTED_PLANS_HASH && !FINDING.with(|f| f.get()) {
         REFUSED.with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 *r = None;
