@@ -40,6 +40,43 @@ SELECT ARRAY['tenancy_isolation', 'tenancy_read', 'tenancy_write_insert',
              'tenancy_write_update', 'tenancy_write_delete']::name[]
 $fn$;
 
+-- Sets (or, for a NULL expression, drops) the DEFAULT of a table's tenant column. Citus
+-- refuses ALTER TABLE on a distribution column: for a table it distributes by the tenant column,
+-- the default is set on the coordinator's table only, without propagation. That is where an
+-- INSERT's default is evaluated (and picks the shard); an INSERT … SELECT that Citus pushes down
+-- to the workers must name the tenant column (the shards of a table isolated after it was
+-- distributed have no default, and NOT NULL refuses the row). `expr` is pg_tenancy's own
+-- expression or one read back from the catalog, never a caller's text.
+CREATE FUNCTION @extschema@.set_tenant_default(tbl regclass, tenant_column name, expr text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_distributed boolean := false;
+    v_propagation text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                                 WHERE p.logicalrelid = $1 AND p.partmethod = ''h''
+                                   AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $2)'
+           INTO v_distributed USING tbl, tenant_column::text;
+    END IF;
+    IF v_distributed THEN
+        v_propagation := pg_catalog.current_setting('citus.enable_ddl_propagation');
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    END IF;
+    IF expr IS NULL THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
+    ELSE
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, tenant_column, expr);
+    END IF;
+    IF v_distributed THEN
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', v_propagation, true);
+    END IF;
+END
+$fn$;
+
 CREATE FUNCTION @extschema@.isolate(
     tbl              regclass,
     tenant_column    name DEFAULT 'tenant_id',
@@ -64,6 +101,10 @@ DECLARE
     v_seq      regclass;
     v_prior    @extschema@.isolation_registry%ROWTYPE;
     v_grantee  text;
+    v_tenant   text;
+    v_check    text;
+    v_read     text;
+    v_write    text;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: table must not be null',
@@ -144,33 +185,40 @@ BEGIN
     -- planner uses it as an index condition evaluated once per scan, Citus accepts it (it
     -- refuses subqueries in policies), and no value is ever frozen into a cached plan. Written
     -- rows are checked by check_row_tenant(), which records a refusal when it happens.
-    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
-    EXECUTE pg_catalog.format(
-        'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
-        'USING (%I = @extschema@.current_tenant()) WITH CHECK (@extschema@.check_row_tenant(%I))',
-        tbl, tenant_column, tenant_column);
+    --
+    -- A permission is ANDed into the policy of each command it governs, which then has one
+    -- policy of its own: PERMISSIVE policies only. (A RESTRICTIVE policy would say the same on
+    -- one server, but Citus recreates the policies of a table's shards without AS RESTRICTIVE,
+    -- which would turn "tenant AND permission" into "tenant OR permission" on the workers.)
     -- has_permission() is decided once per statement (and cached per connection), so an inline
     -- call costs a memory read per row.
-    IF read_permission IS NOT NULL THEN
+    v_tenant := pg_catalog.format('%I = @extschema@.current_tenant()', tenant_column);
+    v_check := pg_catalog.format('@extschema@.check_row_tenant(%I)', tenant_column);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
+    IF read_permission IS NULL AND write_permission IS NULL THEN
         EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_read ON %s AS RESTRICTIVE FOR SELECT TO PUBLIC '
-            'USING (@extschema@.has_permission(%L))', tbl, read_permission);
-    END IF;
-    IF write_permission IS NOT NULL THEN
+            'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
+            tbl, v_tenant, v_check);
+    ELSE
+        v_read := v_tenant || COALESCE(pg_catalog.format(' AND @extschema@.has_permission(%L)', read_permission), '');
+        v_write := v_tenant || COALESCE(pg_catalog.format(' AND @extschema@.has_permission(%L)', write_permission), '');
+        v_check := v_check || COALESCE(
+            pg_catalog.format(' AND @extschema@.check_write_permission(%L)', write_permission), '');
         EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_write_insert ON %s AS RESTRICTIVE FOR INSERT TO PUBLIC '
-            'WITH CHECK (@extschema@.check_write_permission(%L))', tbl, write_permission);
+            'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR SELECT TO PUBLIC USING (%s)',
+            tbl, v_read);
         EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_write_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC '
-            'USING (@extschema@.has_permission(%2$L)) WITH CHECK (@extschema@.check_write_permission(%2$L))',
-            tbl, write_permission);
+            'CREATE POLICY tenancy_write_insert ON %s AS PERMISSIVE FOR INSERT TO PUBLIC WITH CHECK (%s)',
+            tbl, v_check);
         EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_write_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC '
-            'USING (@extschema@.has_permission(%L))', tbl, write_permission);
+            'CREATE POLICY tenancy_write_update ON %s AS PERMISSIVE FOR UPDATE TO PUBLIC USING (%s) WITH CHECK (%s)',
+            tbl, v_write, v_check);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenancy_write_delete ON %s AS PERMISSIVE FOR DELETE TO PUBLIC USING (%s)',
+            tbl, v_write);
     END IF;
 
-    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT @extschema@.current_tenant()',
-                              tbl, tenant_column);
+    PERFORM @extschema@.set_tenant_default(tbl, tenant_column, '@extschema@.current_tenant()');
 
     -- An index led by the tenant column, unless one exists (partial indexes do not count).
     SELECT i.indexrelid INTO v_index
@@ -257,12 +305,7 @@ BEGIN
         EXECUTE pg_catalog.format('DROP POLICY %I ON %s', v_policy, tbl);
     END LOOP;
 
-    IF v_reg.prior_default IS NULL THEN
-        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, v_reg.tenant_column);
-    ELSE
-        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, v_reg.tenant_column,
-                                  v_reg.prior_default);
-    END IF;
+    PERFORM @extschema@.set_tenant_default(tbl, v_reg.tenant_column, v_reg.prior_default);
 
     IF v_reg.created_index IS NOT NULL AND pg_catalog.to_regclass(v_reg.created_index) IS NOT NULL THEN
         EXECUTE pg_catalog.format('DROP INDEX %s', pg_catalog.to_regclass(v_reg.created_index));

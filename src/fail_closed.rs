@@ -14,7 +14,7 @@ use std::ffi::{c_int, CStr};
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::{cluster, context, decision, error, standing};
+use crate::{cluster, context, decision, error, privileged, standing};
 
 /// Name of the policy `isolate()` creates; a table that has it is isolated.
 const ISOLATION_POLICY: &CStr = c"tenancy_isolation";
@@ -68,7 +68,9 @@ unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
     let has_tenant = context::has_tenant();
     if has_tenant && standing::verdict().is_ok() {
         // On a Citus coordinator, the workers must hold the context as this node sees it.
-        cluster::refresh();
+        if !privileged::own_query_running() {
+            cluster::refresh();
+        }
         return;
     }
     // SAFETY: the planned statement and its range table are valid for the whole call.

@@ -175,6 +175,17 @@ pub fn query_rows(
     })
 }
 
+thread_local! {
+    /// How many of pg_tenancy's own privileged queries are running (nested).
+    static OWN_QUERIES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether one of pg_tenancy's own queries is running: the hooks leave those alone (they read
+/// pg_tenancy's tables as the bootstrap superuser, for a decision already under way).
+pub fn own_query_running() -> bool {
+    OWN_QUERIES.with(|d| d.get() > 0)
+}
+
 /// Runs `f` as the bootstrap superuser in a security-restricted operation, then restores the
 /// caller's user id and security context (also when `f` raises).
 pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
@@ -186,8 +197,10 @@ pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             // SAFETY: restores exactly what GetUserIdAndSecContext returned.
             unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec) };
+            OWN_QUERIES.with(|d| d.set(d.get().saturating_sub(1)));
         }
     }
+    OWN_QUERIES.with(|d| d.set(d.get() + 1));
 
     let mut user = pg_sys::InvalidOid;
     let mut sec = 0i32;

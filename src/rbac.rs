@@ -144,12 +144,12 @@ pub fn actor() -> Option<Rc<Actor>> {
     }
     let ctx = context::current()?;
     let user = ctx.actor?;
-    Cache::with(|cache| {
-        cache
-            .actor
-            .get_or_insert_with(|| Some(Rc::new(lookup_actor(ctx.tenant, user))))
-            .clone()
-    })
+    if let Some(known) = Cache::with(|cache| cache.actor.clone()) {
+        return known;
+    }
+    // Looked up outside the cache's borrow: the look-up runs queries, whose hooks may ask again.
+    let actor = Some(Rc::new(lookup_actor(ctx.tenant, user)));
+    Cache::with(|cache| cache.actor.get_or_insert(actor).clone())
 }
 
 /// Raises `22023` unless `permission` names a row of `tenancy.permissions`.

@@ -84,7 +84,7 @@ unsafe extern "C-unwind" fn planner(
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn route_guarded(parse: *mut pg_sys::Query) -> bool {
-    if LOOKING_UP.with(|l| l.get()) || !citus::active() {
+    if LOOKING_UP.with(|l| l.get()) || privileged::own_query_running() || !citus::active() {
         return false;
     }
     let Some(ctx) = context::local() else {
@@ -105,7 +105,11 @@ unsafe fn route(query: *mut pg_sys::Query, tenant: [u8; 16]) -> bool {
         let mut routed = false;
         let rtable = (*query).rtable;
         let plain_from = plain_from_list(query);
-        let n = if rtable.is_null() { 0 } else { (*rtable).length };
+        let n = if rtable.is_null() {
+            0
+        } else {
+            (*rtable).length
+        };
         for i in 0..n as usize {
             let rte = (*(*rtable).elements.add(i)).ptr_value as *mut pg_sys::RangeTblEntry;
             match (*rte).rtekind {
