@@ -647,8 +647,11 @@ $fn$;
 
 -- Deletes the tenant's rows of every isolated table, in the order of delete_plan(). Without
 -- batch_size: all of them, one row per table in the result, then checks that none is left (a
--- trigger or rule that skipped rows fails the call). With batch_size: at most that many rows in
--- all (a cycle of foreign keys is deleted whole), one row per table it deleted from.
+-- trigger or rule that skipped rows fails the call). With batch_size: at most that many rows,
+-- one row per table it deleted from. A step whose rows must go in one statement (tables in a
+-- cycle of foreign keys, a table with a foreign key to itself, whose rows reference each other
+-- in any order) is deleted whole, and only as the first step of a call: such a call deletes
+-- that step alone, whatever its size.
 CREATE FUNCTION @extschema@.purge_tenant_rows(tenant uuid, batch_size bigint)
 RETURNS TABLE (table_name regclass, rows_deleted bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -659,6 +662,7 @@ DECLARE
     v_step   record;
     v_counts bigint[];
     v_found  boolean;
+    v_whole  boolean;
     i        int;
 BEGIN
     PERFORM @extschema@.check_cross_tenant_references(tenant);
@@ -671,8 +675,14 @@ BEGIN
          ORDER BY p.step
     LOOP
         EXIT WHEN v_left IS NOT NULL AND v_left <= 0;
+        v_whole := pg_catalog.cardinality(v_step.tables) > 1 OR EXISTS (
+            SELECT FROM pg_catalog.pg_constraint k
+              JOIN @extschema@.isolated_relations() s ON s.relid::oid = k.conrelid
+              JOIN @extschema@.isolated_relations() d ON d.relid::oid = k.confrelid
+             WHERE k.contype = 'f' AND s.unit = v_step.tables[1] AND d.unit = v_step.tables[1]);
+        EXIT WHEN v_whole AND v_left < batch_size;
         v_counts := @extschema@.delete_tenant_rows(tenant, v_step.tables, v_step.cols,
-                                                   CASE WHEN pg_catalog.cardinality(v_step.tables) = 1 THEN v_left END);
+                                                   CASE WHEN NOT v_whole THEN v_left END);
         FOR i IN 1 .. pg_catalog.cardinality(v_step.tables) LOOP
             IF batch_size IS NULL OR v_counts[i] > 0 THEN
                 table_name := v_step.tables[i];
