@@ -31,7 +31,8 @@ fn install_released_script(version: &str) {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("sql")
         .join(&file);
-    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| format!("{}/pg_config", pg_bin()));
+    let pg_config =
+        std::env::var("PG_CONFIG").unwrap_or_else(|_| format!("{}/pg_config", pg_bin()));
     let out = Command::new(&pg_config)
         .arg("--sharedir")
         .output()
