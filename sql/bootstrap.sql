@@ -137,14 +137,15 @@ INSERT INTO @extschema@.permissions (name, description, seeded) VALUES
     ('members:read',    'list members', true),
     ('members:write',   'invite, change and remove members of lower rank', true),
     ('tokens:write',    'create and revoke API tokens', true),
-    ('tenant:delete',   'delete the tenant', true);
+    ('tenant:delete',   'delete the tenant', true),
+    ('tenant:export',   'export every row of the tenant''s isolated tables', true);
 
 INSERT INTO @extschema@.role_permissions (role, permission, seeded)
 SELECT r, g, true FROM (
 SELECT 'owner' AS r, '*' AS g
 UNION ALL
 SELECT 'admin', p.name FROM @extschema@.permissions p
- WHERE p.name NOT IN ('billing:write', 'tenant:delete')
+ WHERE p.name NOT IN ('billing:write', 'tenant:delete', 'tenant:export')
 UNION ALL
 SELECT 'manager', g FROM pg_catalog.unnest(ARRAY['products:*', 'inventory:*', 'orders:*',
        'members:read', 'members:write', 'analytics:read']) AS g

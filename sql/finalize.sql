@@ -13,6 +13,8 @@ ALTER TABLE @extschema@.signing_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.invitations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.api_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.auth_log ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.tenant_status_history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.deleted_tenants ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY tenancy_own_tenant ON @extschema@.tenants
     FOR SELECT TO tenancy_client
@@ -29,6 +31,9 @@ CREATE POLICY tenancy_own_tenant ON @extschema@.api_tokens
 CREATE POLICY tenancy_own_tenant ON @extschema@.auth_log
     FOR SELECT TO tenancy_client
     USING (tenant_id = (SELECT @extschema@.current_tenant()));
+CREATE POLICY tenancy_own_tenant ON @extschema@.tenant_status_history
+    FOR SELECT TO tenancy_client
+    USING (tenant_id = (SELECT @extschema@.current_tenant()));
 
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
@@ -36,7 +41,7 @@ GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 
 GRANT SELECT ON @extschema@.tenants, @extschema@.memberships,
                 @extschema@.roles, @extschema@.permissions, @extschema@.role_permissions,
-                @extschema@.members, @extschema@.auth_log
+                @extschema@.members, @extschema@.auth_log, @extschema@.tenant_status_history
    TO tenancy_client;
 
 -- Every column but the token hash.
@@ -83,11 +88,31 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.revoke_api_token(uuid)
    TO tenancy_client;
 
--- Trusted backends only: choosing a tenant, creating tenants and users.
+-- The tenant lifecycle (sql/lifecycle.sql): checked against the context inside, or, for the
+-- SECURITY INVOKER entry points, against their caller. The *_checked functions are what the
+-- entry points call for application roles; the *_write ones stay with superusers.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.user_tenants(uuid),
+    @extschema@.user_tenants_own(uuid),
+    @extschema@.suspend_tenant(uuid, text),
+    @extschema@.resume_tenant(uuid),
+    @extschema@.tenant_status_checked(uuid, text, text),
+    @extschema@.transfer_ownership(uuid),
+    @extschema@.delete_tenant(uuid, text),
+    @extschema@.delete_tenant_checked(uuid, text),
+    @extschema@.purge_tenant(uuid, text, bigint),
+    @extschema@.purge_tenant_checked(uuid, text, bigint),
+    @extschema@.export_tenant(),
+    @extschema@.export_plan()
+   TO tenancy_client;
+
+-- Trusted backends only: choosing a tenant, creating tenants and users, listing any user's
+-- tenants.
 GRANT EXECUTE ON FUNCTION
     @extschema@.set_tenant(uuid, uuid),
     @extschema@.create_tenant(text, uuid, text),
-    @extschema@.create_user(text, uuid)
+    @extschema@.create_user(text, uuid),
+    @extschema@.user_tenants_any(uuid)
    TO tenancy_app;
 
 -- isolate(), unisolate(), auto_isolate(), the isolated_tables view, create_signing_key() and

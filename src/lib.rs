@@ -111,6 +111,19 @@ pgrx::extension_sql_file!(
     name = "linter",
     requires = ["policy", "tokens", "auth_log"]
 );
+pgrx::extension_sql_file!(
+    "../sql/lifecycle.sql",
+    name = "lifecycle",
+    requires = [
+        "rbac",
+        "policy",
+        "tokens",
+        "auth_log",
+        log::log_decision,
+        context::current_user_id,
+        context::context
+    ]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Called once per backend when the library is loaded (at server start when it is in

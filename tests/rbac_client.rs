@@ -186,7 +186,7 @@ fn exact_resource_wildcard_and_star_grants() {
 
     // The seeded matrix, as the contract states it.
     #[rustfmt::skip]
-    let matrix: [(&str, [bool; 5]); 12] = [
+    let matrix: [(&str, [bool; 5]); 13] = [
         //                  owner  admin  manager staff  viewer
         ("products:read",   [true, true,  true,  true,  true ]),
         ("products:write",  [true, true,  true,  false, false]),
@@ -196,6 +196,7 @@ fn exact_resource_wildcard_and_star_grants() {
         ("billing:read",    [true, true,  false, false, true ]),
         ("billing:write",   [true, false, false, false, false]),
         ("tenant:delete",   [true, false, false, false, false]),
+        ("tenant:export",   [true, false, false, false, false]),
         ("members:write",   [true, true,  true,  false, false]),
         ("tokens:write",    [true, true,  false, false, false]),
         ("analytics:read",  [true, true,  true,  false, true ]),
