@@ -737,6 +737,35 @@ SELECT 'medium', 'durable_log_off', 'shared_preload_libraries',
 $fn$;
 
 -- Every finding of every check, most severe first (then by code, object and message).
+-- restrictive_policy_on_citus_table: a RESTRICTIVE policy on a table Citus manages. Citus
+-- creates the policies of a table's shards without AS RESTRICTIVE, so on the workers the
+-- policy is ORed with the permissive ones and widens access instead of narrowing it. (The
+-- policies isolate() makes are all permissive.) Only where Citus is installed.
+CREATE FUNCTION @extschema@.lint_restrictive_policy_on_citus_table(s @extschema@.linter_scope)
+RETURNS TABLE (severity text, code text, object text, message text, fix text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+    SELECT 'critical'::text, 'restrictive_policy_on_citus_table'::text,
+           pg_catalog.format('%I on %s', p.polname, p.polrelid::pg_catalog.regclass),
+           pg_catalog.format('policy %I on %s is RESTRICTIVE, and Citus creates the policies of its '
+                             'shards without AS RESTRICTIVE: on the workers it widens access',
+                             p.polname, p.polrelid::pg_catalog.regclass),
+           pg_catalog.format('DROP POLICY %I ON %s; -- then AND its condition into the permissive '
+                             'policies of the commands it governs', p.polname,
+                             p.polrelid::pg_catalog.regclass)
+      FROM pg_catalog.pg_policy p
+      JOIN pg_catalog.pg_dist_partition d ON d.logicalrelid = p.polrelid
+     WHERE NOT p.polpermissive
+    $q$;
+END
+$fn$;
+
 CREATE FUNCTION @extschema@.audit()
 RETURNS TABLE (severity text, code text, object text, message text, fix text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -770,6 +799,8 @@ BEGIN
           UNION ALL SELECT * FROM @extschema@.lint_set_privilege_on_tenancy_setting(s)
           UNION ALL SELECT * FROM @extschema@.lint_cache_trigger_disabled(s)
           UNION ALL SELECT * FROM @extschema@.lint_durable_log_off(s)
+          UNION ALL SELECT * FROM @extschema@.lint_restrictive_policy_on_citus_table(s)
+          UNION ALL SELECT * FROM @extschema@.lint_delete_blocked()
       ) AS f(sev, cd, obj, msg, fx)
      ORDER BY pg_catalog.array_position(ARRAY['critical', 'high', 'medium', 'low', 'info'], f.sev),
               f.cd COLLATE pg_catalog."C", f.obj COLLATE pg_catalog."C", f.msg COLLATE pg_catalog."C";

@@ -230,209 +230,6 @@ BEGIN
 END
 $fn$;
 
--- isolate(): inline policies (no subquery: cheaper, and what Citus accepts) whose WITH CHECK
--- records refusals; every registered table is isolated again in the new shape.
-CREATE OR REPLACE FUNCTION @extschema@.isolate(
-    tbl              regclass,
-    tenant_column    name DEFAULT 'tenant_id',
-    read_permission  text DEFAULT NULL,
-    write_permission text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    v_kind     "char";
-    v_rls      boolean;
-    v_force    boolean;
-    v_schema   name;
-    v_attnum   int2;
-    v_type     oid;
-    v_notnull  boolean;
-    v_perm     text;
-    v_policy   name;
-    v_qual     jsonb;
-    v_index    regclass;
-    v_seq      regclass;
-    v_prior    @extschema@.isolation_registry%ROWTYPE;
-    v_grantee  text;
-BEGIN
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: table must not be null',
-            HINT = 'pass a table name such as ''public.orders''';
-    END IF;
-    SELECT c.relkind, c.relrowsecurity, c.relforcerowsecurity, n.nspname
-      INTO v_kind, v_rls, v_force, v_schema
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = tbl;
-    IF v_kind IS NULL OR v_kind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: %s is not a table', tbl),
-            HINT = 'isolate() takes an ordinary or partitioned table; isolate the tables under a view instead';
-    END IF;
-    IF v_schema IN ('pg_catalog', 'information_schema', '@extschema@') THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: %s is a system or pg_tenancy table', tbl),
-            HINT = 'isolate the application''s own tables';
-    END IF;
-    IF tenant_column IS NULL OR tenant_column = '' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: tenant_column must not be null or empty',
-            HINT = 'name the uuid column that holds the tenant id, by default tenant_id';
-    END IF;
-    SELECT a.attnum, a.atttypid, a.attnotnull INTO v_attnum, v_type, v_notnull
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: table %s has no column %I', tbl, tenant_column),
-            HINT = pg_catalog.format('add it: ALTER TABLE %s ADD COLUMN %I uuid NOT NULL', tbl, tenant_column);
-    END IF;
-    IF v_type <> 'pg_catalog.uuid'::pg_catalog.regtype THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: column %I of %s is %s, not uuid', tenant_column, tbl,
-                                        pg_catalog.format_type(v_type, NULL)),
-            HINT = 'the tenant column must be of type uuid';
-    END IF;
-    IF NOT v_notnull THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: column %I of %s is nullable', tenant_column, tbl),
-            HINT = pg_catalog.format('make it NOT NULL: ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
-    END IF;
-    FOREACH v_perm IN ARRAY ARRAY[read_permission, write_permission] LOOP
-        IF v_perm IS NOT NULL
-           AND NOT EXISTS (SELECT FROM @extschema@.permissions p WHERE p.name = v_perm) THEN
-            RAISE EXCEPTION USING ERRCODE = '22023',
-                MESSAGE = pg_catalog.format('tenancy: unknown permission %L', pg_catalog.left(v_perm, 64)),
-                HINT = 'add it first: INSERT INTO tenancy.permissions (name) VALUES (''resource:action'')';
-        END IF;
-    END LOOP;
-
-    -- What the table looked like before the first isolate(), so that unisolate() can restore it.
-    SELECT * INTO v_prior FROM @extschema@.isolation_registry r WHERE r.relid = tbl;
-    IF NOT FOUND THEN
-        v_prior.prior_rls := v_rls;
-        v_prior.prior_force := v_force;
-        SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) INTO v_prior.prior_default
-          FROM pg_catalog.pg_attrdef d WHERE d.adrelid = tbl AND d.adnum = v_attnum;
-        SELECT COALESCE(pg_catalog.array_agg(DISTINCT acl.privilege_type ORDER BY acl.privilege_type), '{}')
-          INTO v_prior.prior_privileges
-          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) acl
-         WHERE c.oid = tbl AND acl.grantee = 'tenancy_client'::pg_catalog.regrole
-           AND acl.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE');
-    ELSIF v_prior.tenant_column <> tenant_column THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tenancy: %s is already isolated on column %I', tbl, v_prior.tenant_column),
-            HINT = 'run tenancy.unisolate() first to change the tenant column';
-    END IF;
-
-    FOR v_policy IN
-        SELECT p.polname FROM pg_catalog.pg_policy p
-         WHERE p.polrelid = tbl AND p.polname = ANY (@extschema@.isolation_policy_names())
-    LOOP
-        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', v_policy, tbl);
-    END LOOP;
-
-    -- Reads compare the tenant column with an inline call of the STABLE current_tenant(): the
-    -- planner uses it as an index condition evaluated once per scan, Citus accepts it (it
-    -- refuses subqueries in policies), and no value is ever frozen into a cached plan. Written
-    -- rows are checked by check_row_tenant(), which records a refusal when it happens.
-    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
-    EXECUTE pg_catalog.format(
-        'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
-        'USING (%I = @extschema@.current_tenant()) WITH CHECK (@extschema@.check_row_tenant(%I))',
-        tbl, tenant_column, tenant_column);
-    -- has_permission() is decided once per statement (and cached per connection), so an inline
-    -- call costs a memory read per row.
-    IF read_permission IS NOT NULL THEN
-        EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_read ON %s AS RESTRICTIVE FOR SELECT TO PUBLIC '
-            'USING (@extschema@.has_permission(%L))', tbl, read_permission);
-    END IF;
-    IF write_permission IS NOT NULL THEN
-        EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_write_insert ON %s AS RESTRICTIVE FOR INSERT TO PUBLIC '
-            'WITH CHECK (@extschema@.check_write_permission(%L))', tbl, write_permission);
-        EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_write_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC '
-            'USING (@extschema@.has_permission(%2$L)) WITH CHECK (@extschema@.check_write_permission(%2$L))',
-            tbl, write_permission);
-        EXECUTE pg_catalog.format(
-            'CREATE POLICY tenancy_write_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC '
-            'USING (@extschema@.has_permission(%L))', tbl, write_permission);
-    END IF;
-
-    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT @extschema@.current_tenant()',
-                              tbl, tenant_column);
-
-    -- An index led by the tenant column, unless one exists (partial indexes do not count).
-    SELECT i.indexrelid INTO v_index
-      FROM pg_catalog.pg_index i
-     WHERE i.indrelid = tbl AND i.indkey[0] = v_attnum AND i.indpred IS NULL
-     LIMIT 1;
-    IF v_index IS NULL THEN
-        EXECUTE pg_catalog.format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
-        SELECT i.indexrelid INTO v_index
-          FROM pg_catalog.pg_index i
-         WHERE i.indrelid = tbl AND i.indkey[0] = v_attnum AND i.indpred IS NULL
-         ORDER BY i.indexrelid DESC
-         LIMIT 1;
-        v_prior.created_index := v_index::text;
-    END IF;
-
-    -- The application's privileges, and never the ones that bypass or leak past RLS.
-    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenancy_client', tbl);
-    EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM PUBLIC, tenancy_client, tenancy_app', tbl);
-    -- Also from every application role that holds them directly (not superusers, not the owner).
-    FOR v_grantee IN
-        SELECT DISTINCT pg_catalog.quote_ident(g.rolname)
-          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) acl
-          JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
-         WHERE c.oid = tbl AND acl.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER')
-           AND acl.grantee <> c.relowner AND NOT g.rolsuper
-           AND pg_catalog.pg_has_role(g.oid, 'tenancy_client', 'MEMBER')
-    LOOP
-        EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', tbl, v_grantee);
-    END LOOP;
-    -- serial columns need USAGE for their DEFAULT nextval(); identity columns do not (and
-    -- nextval() in an application's hands only exhausts the sequence and counts other tenants'
-    -- inserts).
-    FOR v_seq IN
-        SELECT d.objid::regclass
-          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
-         WHERE d.refobjid = tbl AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-           AND d.deptype = 'a' AND s.relkind = 'S'
-    LOOP
-        EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO tenancy_client', v_seq);
-    END LOOP;
-
-    v_qual := @extschema@.policy_signature(tbl);
-
-    INSERT INTO @extschema@.isolation_registry AS r
-           (relid, tenant_column, read_permission, write_permission, policies, created_index,
-            prior_rls, prior_force, prior_default, prior_privileges)
-    VALUES (tbl, tenant_column, read_permission, write_permission, v_qual, v_prior.created_index,
-            v_prior.prior_rls, v_prior.prior_force, v_prior.prior_default, v_prior.prior_privileges)
-    ON CONFLICT (relid) DO UPDATE
-       SET read_permission = EXCLUDED.read_permission,
-           write_permission = EXCLUDED.write_permission,
-           policies = EXCLUDED.policies,
-           created_index = COALESCE(EXCLUDED.created_index, r.created_index),
-           isolated_at = pg_catalog.now();
-END
-$fn$;
-
-DO $reisolate$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN SELECT g.relid, g.tenant_column, g.read_permission, g.write_permission
-               FROM @extschema@.isolation_registry g
-               JOIN pg_catalog.pg_class c ON c.oid = g.relid
-    LOOP
-        PERFORM @extschema@.isolate(r.relid, r.tenant_column, r.read_permission, r.write_permission);
-    END LOOP;
-END
-$reisolate$;
 -- Linter: one function per check.
 --
 -- audit() was one function; it is now the union of one internal function per check, over a
@@ -1229,6 +1026,8 @@ BEGIN
           UNION ALL SELECT * FROM @extschema@.lint_set_privilege_on_tenancy_setting(s)
           UNION ALL SELECT * FROM @extschema@.lint_cache_trigger_disabled(s)
           UNION ALL SELECT * FROM @extschema@.lint_durable_log_off(s)
+          UNION ALL SELECT * FROM @extschema@.lint_restrictive_policy_on_citus_table(s)
+          UNION ALL SELECT * FROM @extschema@.lint_delete_blocked()
       ) AS f(sev, cd, obj, msg, fx)
      ORDER BY pg_catalog.array_position(ARRAY['critical', 'high', 'medium', 'low', 'info'], f.sev),
               f.cd COLLATE pg_catalog."C", f.obj COLLATE pg_catalog."C", f.msg COLLATE pg_catalog."C";
@@ -2335,3 +2134,331 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.export_plan()
    TO tenancy_client;
 GRANT EXECUTE ON FUNCTION @extschema@.user_tenants_any(uuid) TO tenancy_app;
+
+-- Tenant defaults on Citus tables, and isolate()/unisolate() in their 0.3.0 form: inline
+-- policies (no subquery: cheaper, and what Citus accepts) whose WITH CHECK records refusals,
+-- permissions ANDed into one PERMISSIVE policy per command.
+CREATE FUNCTION @extschema@.set_tenant_default(tbl regclass, tenant_column name, expr text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_distributed boolean := false;
+    v_propagation text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                                 WHERE p.logicalrelid = $1 AND p.partmethod = ''h''
+                                   AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $2)'
+           INTO v_distributed USING tbl, tenant_column::text;
+    END IF;
+    IF v_distributed THEN
+        v_propagation := pg_catalog.current_setting('citus.enable_ddl_propagation');
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    END IF;
+    IF expr IS NULL THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
+    ELSE
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, tenant_column, expr);
+    END IF;
+    IF v_distributed THEN
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', v_propagation, true);
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION @extschema@.set_tenant_default(regclass, name, text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION @extschema@.isolate(
+    tbl              regclass,
+    tenant_column    name DEFAULT 'tenant_id',
+    read_permission  text DEFAULT NULL,
+    write_permission text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_kind     "char";
+    v_rls      boolean;
+    v_force    boolean;
+    v_schema   name;
+    v_attnum   int2;
+    v_type     oid;
+    v_notnull  boolean;
+    v_perm     text;
+    v_policy   name;
+    v_qual     jsonb;
+    v_index    regclass;
+    v_seq      regclass;
+    v_prior    @extschema@.isolation_registry%ROWTYPE;
+    v_grantee  text;
+    v_tenant   text;
+    v_check    text;
+    v_read     text;
+    v_write    text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: table must not be null',
+            HINT = 'pass a table name such as ''public.orders''';
+    END IF;
+    SELECT c.relkind, c.relrowsecurity, c.relforcerowsecurity, n.nspname
+      INTO v_kind, v_rls, v_force, v_schema
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl;
+    IF v_kind IS NULL OR v_kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: %s is not a table', tbl),
+            HINT = 'isolate() takes an ordinary or partitioned table; isolate the tables under a view instead';
+    END IF;
+    IF v_schema IN ('pg_catalog', 'information_schema', '@extschema@') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: %s is a system or pg_tenancy table', tbl),
+            HINT = 'isolate the application''s own tables';
+    END IF;
+    IF tenant_column IS NULL OR tenant_column = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: tenant_column must not be null or empty',
+            HINT = 'name the uuid column that holds the tenant id, by default tenant_id';
+    END IF;
+    SELECT a.attnum, a.atttypid, a.attnotnull INTO v_attnum, v_type, v_notnull
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: table %s has no column %I', tbl, tenant_column),
+            HINT = pg_catalog.format('add it: ALTER TABLE %s ADD COLUMN %I uuid NOT NULL', tbl, tenant_column);
+    END IF;
+    IF v_type <> 'pg_catalog.uuid'::pg_catalog.regtype THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: column %I of %s is %s, not uuid', tenant_column, tbl,
+                                        pg_catalog.format_type(v_type, NULL)),
+            HINT = 'the tenant column must be of type uuid';
+    END IF;
+    IF NOT v_notnull THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: column %I of %s is nullable', tenant_column, tbl),
+            HINT = pg_catalog.format('make it NOT NULL: ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
+    END IF;
+    FOREACH v_perm IN ARRAY ARRAY[read_permission, write_permission] LOOP
+        IF v_perm IS NOT NULL
+           AND NOT EXISTS (SELECT FROM @extschema@.permissions p WHERE p.name = v_perm) THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = pg_catalog.format('tenancy: unknown permission %L', pg_catalog.left(v_perm, 64)),
+                HINT = 'add it first: INSERT INTO tenancy.permissions (name) VALUES (''resource:action'')';
+        END IF;
+    END LOOP;
+
+    -- What the table looked like before the first isolate(), so that unisolate() can restore it.
+    SELECT * INTO v_prior FROM @extschema@.isolation_registry r WHERE r.relid = tbl;
+    IF NOT FOUND THEN
+        v_prior.prior_rls := v_rls;
+        v_prior.prior_force := v_force;
+        SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) INTO v_prior.prior_default
+          FROM pg_catalog.pg_attrdef d WHERE d.adrelid = tbl AND d.adnum = v_attnum;
+        SELECT COALESCE(pg_catalog.array_agg(DISTINCT acl.privilege_type ORDER BY acl.privilege_type), '{}')
+          INTO v_prior.prior_privileges
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) acl
+         WHERE c.oid = tbl AND acl.grantee = 'tenancy_client'::pg_catalog.regrole
+           AND acl.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE');
+    ELSIF v_prior.tenant_column <> tenant_column THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: %s is already isolated on column %I', tbl, v_prior.tenant_column),
+            HINT = 'run tenancy.unisolate() first to change the tenant column';
+    END IF;
+
+    FOR v_policy IN
+        SELECT p.polname FROM pg_catalog.pg_policy p
+         WHERE p.polrelid = tbl AND p.polname = ANY (@extschema@.isolation_policy_names())
+    LOOP
+        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', v_policy, tbl);
+    END LOOP;
+
+    -- Reads compare the tenant column with an inline call of the STABLE current_tenant(): the
+    -- planner uses it as an index condition evaluated once per scan, Citus accepts it (it
+    -- refuses subqueries in policies), and no value is ever frozen into a cached plan. Written
+    -- rows are checked by check_row_tenant(), which records a refusal when it happens.
+    --
+    -- A permission is ANDed into the policy of each command it governs, which then has one
+    -- policy of its own: PERMISSIVE policies only. (A RESTRICTIVE policy would say the same on
+    -- one server, but Citus recreates the policies of a table's shards without AS RESTRICTIVE,
+    -- which would turn "tenant AND permission" into "tenant OR permission" on the workers.)
+    -- has_permission() is decided once per statement (and cached per connection), so an inline
+    -- call costs a memory read per row.
+    v_tenant := pg_catalog.format('%I = @extschema@.current_tenant()', tenant_column);
+    v_check := pg_catalog.format('@extschema@.check_row_tenant(%I)', tenant_column);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
+    IF read_permission IS NULL AND write_permission IS NULL THEN
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
+            tbl, v_tenant, v_check);
+    ELSE
+        v_read := v_tenant;
+        IF read_permission IS NOT NULL THEN
+            v_read := v_read || pg_catalog.format(' AND @extschema@.has_permission(%L)', read_permission);
+        END IF;
+        v_write := v_tenant;
+        IF write_permission IS NOT NULL THEN
+            v_write := v_write || pg_catalog.format(' AND @extschema@.has_permission(%L)', write_permission);
+            v_check := v_check || pg_catalog.format(' AND @extschema@.check_write_permission(%L)', write_permission);
+        END IF;
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR SELECT TO PUBLIC USING (%s)',
+            tbl, v_read);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenancy_write_insert ON %s AS PERMISSIVE FOR INSERT TO PUBLIC WITH CHECK (%s)',
+            tbl, v_check);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenancy_write_update ON %s AS PERMISSIVE FOR UPDATE TO PUBLIC USING (%s) WITH CHECK (%s)',
+            tbl, v_write, v_check);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenancy_write_delete ON %s AS PERMISSIVE FOR DELETE TO PUBLIC USING (%s)',
+            tbl, v_write);
+    END IF;
+
+    PERFORM @extschema@.set_tenant_default(tbl, tenant_column, '@extschema@.current_tenant()');
+
+    -- An index led by the tenant column, unless one exists (partial indexes do not count).
+    SELECT i.indexrelid INTO v_index
+      FROM pg_catalog.pg_index i
+     WHERE i.indrelid = tbl AND i.indkey[0] = v_attnum AND i.indpred IS NULL
+     LIMIT 1;
+    IF v_index IS NULL THEN
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
+        SELECT i.indexrelid INTO v_index
+          FROM pg_catalog.pg_index i
+         WHERE i.indrelid = tbl AND i.indkey[0] = v_attnum AND i.indpred IS NULL
+         ORDER BY i.indexrelid DESC
+         LIMIT 1;
+        v_prior.created_index := v_index::text;
+    END IF;
+
+    -- The application's privileges, and never the ones that bypass or leak past RLS.
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenancy_client', tbl);
+    EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM PUBLIC, tenancy_client, tenancy_app', tbl);
+    -- Also from every application role that holds them directly (not superusers, not the owner).
+    FOR v_grantee IN
+        SELECT DISTINCT pg_catalog.quote_ident(g.rolname)
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) acl
+          JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
+         WHERE c.oid = tbl AND acl.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER')
+           AND acl.grantee <> c.relowner AND NOT g.rolsuper
+           AND pg_catalog.pg_has_role(g.oid, 'tenancy_client', 'MEMBER')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', tbl, v_grantee);
+    END LOOP;
+    -- serial columns need USAGE for their DEFAULT nextval(); identity columns do not (and
+    -- nextval() in an application's hands only exhausts the sequence and counts other tenants'
+    -- inserts).
+    FOR v_seq IN
+        SELECT d.objid::regclass
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
+         WHERE d.refobjid = tbl AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.deptype = 'a' AND s.relkind = 'S'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO tenancy_client', v_seq);
+    END LOOP;
+
+    v_qual := @extschema@.policy_signature(tbl);
+
+    INSERT INTO @extschema@.isolation_registry AS r
+           (relid, tenant_column, read_permission, write_permission, policies, created_index,
+            prior_rls, prior_force, prior_default, prior_privileges)
+    VALUES (tbl, tenant_column, read_permission, write_permission, v_qual, v_prior.created_index,
+            v_prior.prior_rls, v_prior.prior_force, v_prior.prior_default, v_prior.prior_privileges)
+    ON CONFLICT (relid) DO UPDATE
+       SET read_permission = EXCLUDED.read_permission,
+           write_permission = EXCLUDED.write_permission,
+           policies = EXCLUDED.policies,
+           created_index = COALESCE(EXCLUDED.created_index, r.created_index),
+           isolated_at = pg_catalog.now();
+END
+$fn$;
+CREATE OR REPLACE FUNCTION @extschema@.unisolate(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_reg    @extschema@.isolation_registry%ROWTYPE;
+    v_policy name;
+    v_priv   text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tenancy: table must not be null',
+            HINT = 'pass the name of an isolated table';
+    END IF;
+    SELECT * INTO v_reg FROM @extschema@.isolation_registry r WHERE r.relid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: table %s is not isolated', tbl),
+            HINT = 'SELECT * FROM tenancy.isolated_tables lists the isolated tables';
+    END IF;
+
+    FOR v_policy IN
+        SELECT p.polname FROM pg_catalog.pg_policy p
+         WHERE p.polrelid = tbl AND p.polname = ANY (@extschema@.isolation_policy_names())
+    LOOP
+        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', v_policy, tbl);
+    END LOOP;
+
+    PERFORM @extschema@.set_tenant_default(tbl, v_reg.tenant_column, v_reg.prior_default);
+
+    IF v_reg.created_index IS NOT NULL AND pg_catalog.to_regclass(v_reg.created_index) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('DROP INDEX %s', pg_catalog.to_regclass(v_reg.created_index));
+    END IF;
+
+    EXECUTE pg_catalog.format('REVOKE SELECT, INSERT, UPDATE, DELETE ON %s FROM tenancy_client', tbl);
+    FOREACH v_priv IN ARRAY v_reg.prior_privileges LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO tenancy_client', v_priv, tbl);
+    END LOOP;
+
+    IF NOT v_reg.prior_force THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
+    END IF;
+    IF NOT v_reg.prior_rls THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
+    END IF;
+
+    DELETE FROM @extschema@.isolation_registry r WHERE r.relid = tbl;
+END
+$fn$;
+
+-- The linter reports RESTRICTIVE policies on Citus tables (Citus drops AS RESTRICTIVE on shards).
+CREATE FUNCTION @extschema@.lint_restrictive_policy_on_citus_table(s @extschema@.linter_scope)
+RETURNS TABLE (severity text, code text, object text, message text, fix text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+    SELECT 'critical'::text, 'restrictive_policy_on_citus_table'::text,
+           pg_catalog.format('%I on %s', p.polname, p.polrelid::pg_catalog.regclass),
+           pg_catalog.format('policy %I on %s is RESTRICTIVE, and Citus creates the policies of its '
+                             'shards without AS RESTRICTIVE: on the workers it widens access',
+                             p.polname, p.polrelid::pg_catalog.regclass),
+           pg_catalog.format('DROP POLICY %I ON %s; -- then AND its condition into the permissive '
+                             'policies of the commands it governs', p.polname,
+                             p.polrelid::pg_catalog.regclass)
+      FROM pg_catalog.pg_policy p
+      JOIN pg_catalog.pg_dist_partition d ON d.logicalrelid = p.polrelid
+     WHERE NOT p.polpermissive
+    $q$;
+END
+$fn$;
+REVOKE ALL ON FUNCTION @extschema@.lint_restrictive_policy_on_citus_table(@extschema@.linter_scope) FROM PUBLIC;
+
+-- Every registered table is isolated again in the new shape (last: everything it calls exists).
+DO $reisolate$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT g.relid, g.tenant_column, g.read_permission, g.write_permission
+               FROM @extschema@.isolation_registry g
+               JOIN pg_catalog.pg_class c ON c.oid = g.relid
+    LOOP
+        PERFORM @extschema@.isolate(r.relid, r.tenant_column, r.read_permission, r.write_permission);
+    END LOOP;
+END
+$reisolate$;

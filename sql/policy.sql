@@ -200,10 +200,15 @@ BEGIN
             'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
             tbl, v_tenant, v_check);
     ELSE
-        v_read := v_tenant || COALESCE(pg_catalog.format(' AND @extschema@.has_permission(%L)', read_permission), '');
-        v_write := v_tenant || COALESCE(pg_catalog.format(' AND @extschema@.has_permission(%L)', write_permission), '');
-        v_check := v_check || COALESCE(
-            pg_catalog.format(' AND @extschema@.check_write_permission(%L)', write_permission), '');
+        v_read := v_tenant;
+        IF read_permission IS NOT NULL THEN
+            v_read := v_read || pg_catalog.format(' AND @extschema@.has_permission(%L)', read_permission);
+        END IF;
+        v_write := v_tenant;
+        IF write_permission IS NOT NULL THEN
+            v_write := v_write || pg_catalog.format(' AND @extschema@.has_permission(%L)', write_permission);
+            v_check := v_check || pg_catalog.format(' AND @extschema@.check_write_permission(%L)', write_permission);
+        END IF;
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenancy_isolation ON %s AS PERMISSIVE FOR SELECT TO PUBLIC USING (%s)',
             tbl, v_read);

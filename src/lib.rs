@@ -119,9 +119,9 @@ pgrx::extension_sql_file!(
         "policy",
         "tokens",
         "auth_log",
-        log::log_decision,
+        decision::log_decision,
         context::current_user_id,
-        context::context
+        entry::context
     ]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use pgrx::pg_sys;
 
-use crate::{citus, context, privileged};
+use crate::{citus, context, privileged, statement};
 
 const DISTRIBUTED_TENANT_COLUMN_SQL: &str =
     include_str!("../sql/queries/distributed_tenant_column.sql");
@@ -73,7 +73,9 @@ unsafe extern "C-unwind" fn planner(
         let routed = route_guarded(parse);
         let planned = match PREV_PLANNER {
             Some(prev) => prev(parse, query_string, cursor_options, bound_params),
-            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+            None => {
+                statement::raw_standard_planner(parse, query_string, cursor_options, bound_params)
+            }
         };
         if routed && !planned.is_null() {
             add_invalidation(planned);
@@ -239,7 +241,8 @@ fn tenant_column(relid: pg_sys::Oid) -> Option<i16> {
 }
 
 /// Names, in the plan, the syscache entry whose invalidation a change of tenant fires.
-unsafe fn add_invalidation(planned: *mut pg_sys::PlannedStmt) {
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn add_invalidation(planned: *mut pg_sys::PlannedStmt) {
     let Some(hash) = context::routed_plans_hash() else {
         return;
     };

@@ -111,6 +111,15 @@ unsafe extern "C-unwind" {
     );
     #[link_name = "standard_ExecutorFinish"]
     fn raw_standard_executor_finish(query_desc: *mut pg_sys::QueryDesc);
+    /// PostgreSQL's planner, called directly (not through pgrx's guarded wrapper): an error in
+    /// planning must pass through the plain frames of the planner hooks untouched.
+    #[link_name = "standard_planner"]
+    pub fn raw_standard_planner(
+        parse: *mut pg_sys::Query,
+        query_string: *const std::ffi::c_char,
+        cursor_options: std::ffi::c_int,
+        bound_params: pg_sys::ParamListInfo,
+    ) -> *mut pg_sys::PlannedStmt;
 }
 
 #[cfg(not(feature = "pg18"))]
@@ -160,7 +169,7 @@ unsafe extern "C-unwind" fn planner(
     let planned = unsafe {
         match PREV_PLANNER {
             Some(prev) => prev(parse, query_string, cursor_options, bound_params),
-            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+            None => raw_standard_planner(parse, query_string, cursor_options, bound_params),
         }
     };
     PLANNING.with(|p| p.set(p.get().saturating_sub(1)));

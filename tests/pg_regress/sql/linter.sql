@@ -139,7 +139,7 @@ DROP TABLE aud.texty, aud_scratch;
 ALTER TABLE aud.orders NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE aud.order_lines ALTER COLUMN tenant_id DROP DEFAULT;
 REVOKE DELETE ON aud.order_lines FROM tenancy_client;
-DROP POLICY tenancy_read ON aud.invoices;
+DROP POLICY tenancy_write_delete ON aud.invoices;
 ALTER TABLE aud.events DISABLE ROW LEVEL SECURITY;
 ALTER POLICY tenancy_isolation ON aud.events USING (true);
 ALTER TABLE aud.notes ALTER COLUMN tenant_id DROP NOT NULL;
