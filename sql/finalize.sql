@@ -109,6 +109,7 @@ GRANT EXECUTE ON FUNCTION
 -- Trusted backends only: choosing a tenant, creating tenants and users, listing any user's
 -- tenants.
 GRANT EXECUTE ON FUNCTION
+    @extschema@.set_tenant(uuid),
     @extschema@.set_tenant(uuid, uuid),
     @extschema@.create_tenant(text, uuid, text),
     @extschema@.create_user(text, uuid),

@@ -261,6 +261,7 @@ WITH privileged AS (
                               WHEN 'pg_read_server_files' THEN 'reads the server''s files'
                               WHEN 'pg_write_server_files' THEN 'writes the server''s files'
                               WHEN 'pg_execute_server_program' THEN 'runs programs on the server'
+                              WHEN 'pg_read_all_settings' THEN 'reads every setting, tenancy.cluster_secret too'
                END) AS why
       FROM pg_catalog.pg_roles r
 )
@@ -736,7 +737,6 @@ SELECT 'medium', 'durable_log_off', 'shared_preload_libraries',
  WHERE NOT scope.preloaded
 $fn$;
 
--- Every finding of every check, most severe first (then by code, object and message).
 -- restrictive_policy_on_citus_table: a RESTRICTIVE policy on a table Citus manages. Citus
 -- creates the policies of a table's shards without AS RESTRICTIVE, so on the workers the
 -- policy is ORed with the permissive ones and widens access instead of narrowing it. (The
@@ -766,6 +766,7 @@ BEGIN
 END
 $fn$;
 
+-- Every finding of every check, most severe first (then by code, object and message).
 CREATE FUNCTION @extschema@.audit()
 RETURNS TABLE (severity text, code text, object text, message text, fix text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE

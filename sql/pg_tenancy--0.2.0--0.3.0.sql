@@ -487,6 +487,7 @@ WITH privileged AS (
                               WHEN 'pg_read_server_files' THEN 'reads the server''s files'
                               WHEN 'pg_write_server_files' THEN 'writes the server''s files'
                               WHEN 'pg_execute_server_program' THEN 'runs programs on the server'
+                              WHEN 'pg_read_all_settings' THEN 'reads every setting, tenancy.cluster_secret too'
                END) AS why
       FROM pg_catalog.pg_roles r
 )
@@ -2448,6 +2449,40 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION @extschema@.lint_restrictive_policy_on_citus_table(@extschema@.linter_scope) FROM PUBLIC;
+
+-- set_tenant(uuid): the common call, without a default for the parser to fill in. The two-argument
+-- form loses its DEFAULT (PostgreSQL could not tell the calls apart otherwise), which only DROP and
+-- CREATE can do: the grants on it are kept, and given to the new overload too.
+DO $set_tenant$
+DECLARE
+    v_acl     aclitem[];
+    v_grantee text;
+BEGIN
+    SELECT p.proacl INTO v_acl FROM pg_catalog.pg_proc p
+     WHERE p.oid = '@extschema@.set_tenant(uuid, uuid)'::pg_catalog.regprocedure;
+    DROP FUNCTION @extschema@.set_tenant(uuid, uuid);
+    CREATE FUNCTION @extschema@."set_tenant"("tenant_id" uuid, "user_id" uuid) RETURNS void
+    VOLATILE PARALLEL UNSAFE
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'set_tenant_wrapper';
+    CREATE FUNCTION @extschema@."set_tenant"("tenant_id" uuid) RETURNS void
+    VOLATILE PARALLEL UNSAFE
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'set_tenant_only_wrapper';
+    REVOKE ALL ON FUNCTION @extschema@.set_tenant(uuid, uuid), @extschema@.set_tenant(uuid) FROM PUBLIC;
+    FOR v_grantee IN
+        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                             ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END
+          FROM pg_catalog.aclexplode(v_acl) a
+          JOIN pg_catalog.pg_proc p ON p.oid = '@extschema@.set_tenant(uuid, uuid)'::pg_catalog.regprocedure
+         WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE pg_catalog.format(
+            'GRANT EXECUTE ON FUNCTION @extschema@.set_tenant(uuid, uuid), @extschema@.set_tenant(uuid) TO %s',
+            v_grantee);
+    END LOOP;
+END
+$set_tenant$;
 
 -- Every registered table is isolated again in the new shape (last: everything it calls exists).
 DO $reisolate$

@@ -193,13 +193,25 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c
 mod ended {
     use super::*;
 
-    /// Ended transactions remembered; older ones are refused by the signed context's expiry.
-    const RING: usize = 8192;
+    /// Ended transactions remembered: a hash table of SLOTS entries in shared memory, each
+    /// looked for in a window of PROBE slots. When a window is full its oldest entry gives way;
+    /// at the default expiry of a signed context (60 seconds) that takes over a thousand
+    /// distributed transactions ending per second on one node, and an entry that gave way is
+    /// still refused by the expiry of the value it named.
+    const SLOTS: usize = 65_536;
+    const PROBE: usize = 8;
 
     #[repr(C)]
     struct Ring {
-        next: u32,
-        entries: [(i32, u64, i64); RING],
+        /// (initiator, number, timestamp); number 0 is a free slot.
+        entries: [(i32, u64, i64); SLOTS],
+    }
+
+    fn home(txn: &DistributedTxn) -> usize {
+        let mut h = txn.number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= (txn.initiator as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        h ^= (txn.timestamp as u64).rotate_left(17);
+        (h >> 16) as usize % SLOTS
     }
 
     const SHMEM_NAME: &CStr = c"pg_tenancy ended distributed transactions";
@@ -268,20 +280,27 @@ mod ended {
     }
 
     pub fn add(txn: DistributedTxn) {
+        let key = (txn.initiator, txn.number, txn.timestamp);
+        let start = home(&txn);
         with_ring(pg_sys::LWLockMode::LW_EXCLUSIVE, |r| {
-            let key = (txn.initiator, txn.number, txn.timestamp);
-            if !r.entries.contains(&key) {
-                let i = r.next as usize % RING;
-                r.entries[i] = key;
-                r.next = r.next.wrapping_add(1);
+            let window = (0..PROBE).map(|k| (start + k) % SLOTS);
+            if window.clone().any(|i| r.entries[i] == key) {
+                return;
             }
+            let slot = window
+                .clone()
+                .find(|&i| r.entries[i].1 == 0)
+                .or_else(|| window.min_by_key(|&i| r.entries[i].2))
+                .unwrap_or(start);
+            r.entries[slot] = key;
         });
     }
 
     pub fn contains(txn: DistributedTxn) -> bool {
+        let key = (txn.initiator, txn.number, txn.timestamp);
+        let start = home(&txn);
         with_ring(pg_sys::LWLockMode::LW_SHARED, |r| {
-            r.entries
-                .contains(&(txn.initiator, txn.number, txn.timestamp))
+            (0..PROBE).any(|k| r.entries[(start + k) % SLOTS] == key)
         })
         .unwrap_or(false)
     }

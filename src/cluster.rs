@@ -271,7 +271,7 @@ pub fn hand_over() {
                 ctx: (*ctx).clone(),
                 actor: granted_actor(),
                 txn: (txn.initiator, txn.number, txn.timestamp),
-                role: privileged::current_role_name(),
+                role: privileged::connecting_role_name(),
                 made_at: now,
                 not_after: now.saturating_add(gucs::cluster_context_ttl_us()),
             };
@@ -303,6 +303,7 @@ pub fn refresh() {
         Some(held) => {
             let half = gucs::cluster_context_ttl_us() / 2;
             held.ctx != *local
+                || held.role != privileged::connecting_role_name()
                 || now_pg_us() >= held.made_at.saturating_add(half)
                 || held.actor != with_guard(granted_actor)
         }

@@ -10,9 +10,20 @@ use pgrx::JsonB;
 use crate::context::{self, Context, Source};
 use crate::{cache, cluster, decision, error, rbac};
 
-/// Sets the tenant (and optionally the acting user) for the current transaction.
+/// Sets the tenant for the current transaction, with no acting user. A separate overload
+/// rather than a DEFAULT: the common call then needs no default expression from the parser.
+#[pg_extern(volatile, parallel_unsafe, name = "set_tenant")]
+fn set_tenant_only(tenant_id: Option<pgrx::Uuid>) {
+    enter_tenant(tenant_id, None);
+}
+
+/// Sets the tenant and the acting user (NULL: none) for the current transaction.
 #[pg_extern(volatile, parallel_unsafe)]
-fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: default!(Option<pgrx::Uuid>, "NULL")) {
+fn set_tenant(tenant_id: Option<pgrx::Uuid>, user_id: Option<pgrx::Uuid>) {
+    enter_tenant(tenant_id, user_id);
+}
+
+fn enter_tenant(tenant_id: Option<pgrx::Uuid>, user_id: Option<pgrx::Uuid>) {
     let Some(tenant) = tenant_id.map(context::from_pg) else {
         error::bad_argument(
             "tenancy: tenant_id must not be null",

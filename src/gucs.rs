@@ -14,17 +14,19 @@
 //! * `tenancy.cluster_context_ttl` (reloadable): how long a signed context stays valid, in
 //!   seconds; a coordinator signs again before half of it has passed.
 
-use std::ffi::CString;
+use std::ffi::{c_char, c_void, CStr, CString};
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::pg_sys;
+use pgrx::{pg_guard, pg_sys};
 
 static REQUEST_LABEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static LOG_ALLOWED: GucSetting<bool> = GucSetting::<bool>::new(false);
 static ALLOW_EXPLAIN_ANALYZE: GucSetting<bool> = GucSetting::<bool>::new(false);
-static CLUSTER_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static CLUSTER_SECRET_PREVIOUS: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(None);
+/// Backing storage of the two cluster secrets; owned by the GUC machinery.
+static mut CLUSTER_SECRET: *mut c_char = std::ptr::null_mut();
+static mut CLUSTER_SECRET_PREVIOUS: *mut c_char = std::ptr::null_mut();
+/// Shortest cluster secret accepted, in bytes.
+const CLUSTER_SECRET_MIN: usize = 32;
 static CLUSTER_CONTEXT_TTL: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// Defines the settings. Called once from `_PG_init`.
@@ -55,26 +57,43 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    // The secret is never shown to anyone but superusers, nor listed by SHOW ALL.
-    let secret_flags = GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL;
-    GucRegistry::define_string_guc(
-        c"tenancy.cluster_secret",
-        c"Secret shared by the nodes of a Citus cluster, to sign and verify tenant contexts.",
-        c"Set it to the same value (at least 32 characters) on every node, in postgresql.conf or \
-          with ALTER SYSTEM, and reload. Without it, workers refuse every propagated context.",
-        &CLUSTER_SECRET,
-        GucContext::Sighup,
-        secret_flags,
-    );
-    GucRegistry::define_string_guc(
-        c"tenancy.cluster_secret_previous",
-        c"The cluster secret being rotated out: it still verifies contexts, but signs none.",
-        c"Set the old secret here and the new one in tenancy.cluster_secret on every node, then \
-          clear this once every node has reloaded.",
-        &CLUSTER_SECRET_PREVIOUS,
-        GucContext::Sighup,
-        secret_flags,
-    );
+    // The secrets are never shown to anyone but superusers, nor listed by SHOW ALL; one shorter
+    // than 32 bytes is refused (on reload, the previous value stays and the server log says why).
+    let secret_flags =
+        (pg_sys::GUC_SUPERUSER_ONLY | pg_sys::GUC_NO_SHOW_ALL | pg_sys::GUC_NOT_IN_SAMPLE) as i32;
+    // SAFETY: called once from _PG_init; the pointers are 'static and the hook is pg_guarded.
+    unsafe {
+        pg_sys::DefineCustomStringVariable(
+            c"tenancy.cluster_secret".as_ptr(),
+            c"Secret shared by the nodes of a Citus cluster, to sign and verify tenant contexts."
+                .as_ptr(),
+            c"Set it to the same value (at least 32 characters) on every node, in postgresql.conf \
+              or with ALTER SYSTEM, and reload. Without it, workers refuse every handed-over context."
+                .as_ptr(),
+            &raw mut CLUSTER_SECRET,
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_SIGHUP,
+            secret_flags,
+            Some(check_cluster_secret),
+            None,
+            None,
+        );
+        pg_sys::DefineCustomStringVariable(
+            c"tenancy.cluster_secret_previous".as_ptr(),
+            c"The cluster secret being rotated out: it still verifies contexts, but signs none."
+                .as_ptr(),
+            c"Set the old secret here and the new one in tenancy.cluster_secret on every node, \
+              then clear this once every node has reloaded."
+                .as_ptr(),
+            &raw mut CLUSTER_SECRET_PREVIOUS,
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_SIGHUP,
+            secret_flags,
+            Some(check_cluster_secret),
+            None,
+            None,
+        );
+    }
     GucRegistry::define_int_guc(
         c"tenancy.cluster_context_ttl",
         c"Seconds a signed tenant context stays valid on the nodes of a Citus cluster.",
@@ -106,23 +125,49 @@ pub fn allow_explain_analyze() -> bool {
     ALLOW_EXPLAIN_ANALYZE.get()
 }
 
-/// The cluster secrets that verify a signed context (the current one first); shorter than 32
-/// bytes counts as unset.
-pub fn cluster_secrets() -> Vec<Vec<u8>> {
-    [&CLUSTER_SECRET, &CLUSTER_SECRET_PREVIOUS]
-        .iter()
-        .filter_map(|s| s.get())
-        .map(|s| s.into_bytes())
-        .filter(|s| s.len() >= 32)
-        .collect()
+/// Refuses a cluster secret shorter than 32 bytes (empty: unset).
+#[pg_guard]
+unsafe extern "C-unwind" fn check_cluster_secret(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to a (possibly NULL) C string.
+    let len = unsafe {
+        if (*newval).is_null() {
+            0
+        } else {
+            CStr::from_ptr(*newval).to_bytes().len()
+        }
+    };
+    if len == 0 || len >= CLUSTER_SECRET_MIN {
+        return true;
+    }
+    // SAFETY: the GUC_check_* globals are consumed by the caller right after we return false.
+    unsafe {
+        pg_sys::GUC_check_errdetail_string =
+            pg_sys::pstrdup(c"A cluster secret has at least 32 characters.".as_ptr());
+    }
+    false
 }
 
-/// The cluster secret that signs, if one is set (at least 32 bytes).
+fn secret(value: *mut c_char) -> Option<Vec<u8>> {
+    // SAFETY: the GUC machinery keeps the value a valid C string (or NULL).
+    let bytes = unsafe { (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes().to_vec()) }?;
+    (bytes.len() >= CLUSTER_SECRET_MIN).then_some(bytes)
+}
+
+/// The cluster secrets that verify a signed context (the current one first).
+pub fn cluster_secrets() -> Vec<Vec<u8>> {
+    // SAFETY: plain reads of the settings' storage.
+    let (current, previous) = unsafe { (CLUSTER_SECRET, CLUSTER_SECRET_PREVIOUS) };
+    [current, previous].into_iter().filter_map(secret).collect()
+}
+
+/// The cluster secret that signs, if one is set.
 pub fn cluster_signing_secret() -> Option<Vec<u8>> {
-    CLUSTER_SECRET
-        .get()
-        .map(|s| s.into_bytes())
-        .filter(|s| s.len() >= 32)
+    // SAFETY: plain read of the setting's storage.
+    secret(unsafe { CLUSTER_SECRET })
 }
 
 /// How long a signed context stays valid, in microseconds.

@@ -278,6 +278,13 @@ pub fn session_role_name() -> String {
     role_name(unsafe { pg_sys::GetSessionUserId() })
 }
 
+/// The name of the current user (`GetUserId()`): the role a Citus coordinator's connections to
+/// its workers run as, and, on a worker, the role such a connection runs as.
+pub fn connecting_role_name() -> String {
+    // SAFETY: plain read of the current user id.
+    role_name(unsafe { pg_sys::GetUserId() })
+}
+
 /// How many named cursors (DECLAREd, kept WITH HOLD, or named protocol portals) other than the
 /// running one are open in this session.
 pub fn open_cursors() -> i64 {

@@ -159,7 +159,7 @@ fn verify_remote(remote: &Remote, now: i64) -> Result<i64, &'static str> {
     if remote.not_after <= now {
         return Err("signed_context_expired");
     }
-    if privileged::current_role_name() != remote.role {
+    if privileged::connecting_role_name() != remote.role {
         return Err("signed_context_for_another_role");
     }
     let txn = citus::DistributedTxn {

@@ -126,7 +126,15 @@ fn is_b64url_byte(b: u8) -> bool {
 /// outside `[A-Za-z0-9_-]`, non-zero trailing bits, a length with `len % 4 == 1`, and input
 /// longer than [`MAX_TOKEN_LEN`]. The empty string decodes to no bytes.
 pub fn b64url_decode_strict(s: &str) -> Option<Vec<u8>> {
-    if s.len() > MAX_TOKEN_LEN || s.len() % 4 == 1 || !s.bytes().all(is_b64url_byte) {
+    if s.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    b64url_decode_unbounded(s)
+}
+
+/// [`b64url_decode_strict`] without the length limit (the caller bounds the input).
+fn b64url_decode_unbounded(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 4 == 1 || !s.bytes().all(is_b64url_byte) {
         return None;
     }
     let bytes = B64URL.decode(s).ok()?;
