@@ -123,12 +123,22 @@ impl Context {
                 _ => return None,
             }
         }
+        // A signing key and an expiry belong to a JWT's context, which always has both.
+        let source = source?;
+        let jwt_fields = match (&kid, exp) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            _ => return None,
+        };
+        if jwt_fields != (source == Source::Jwt) {
+            return None;
+        }
         Some(Context {
             tenant: tenant?,
             user,
             token,
             actor,
-            source: source?,
+            source,
             scopes,
             kid,
             exp,
@@ -548,6 +558,8 @@ mod tests {
             "t=00000000-0000-0000-0000-000000000001;t=00000000-0000-0000-0000-000000000002;s=jwt",
             "t=00000000-0000-0000-0000-000000000001;s=jwt;j=bad kid",
             "t=00000000-0000-0000-0000-000000000001;s=jwt;x=soon",
+            "t=00000000-0000-0000-0000-000000000001;s=jwt;j=k1",
+            "t=00000000-0000-0000-0000-000000000001;s=api_token;j=k1;x=1",
             "garbage",
         ] {
             assert_eq!(Context::decode(raw), None, "{raw}");

@@ -770,6 +770,112 @@ fn permissions_and_a_downgrade_are_honoured_on_the_shards() {
 }
 
 #[test]
+fn permissions_of_your_own_reach_the_shards() {
+    let Some(s) = shop("ownperm") else {
+        return;
+    };
+    let sc = &s.schema;
+    let perm = format!("ledger_{}:read", &sc[sc.len() - 10..]);
+    let mut admin = s.admin();
+    // A permission the application adds on the coordinator, granted to admins: the workers'
+    // copy of tenancy.permissions never holds it.
+    admin
+        .execute(
+            "INSERT INTO tenancy.permissions (name, description) VALUES ($1, 'read the ledger')",
+            &[&perm],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO tenancy.role_permissions (role, permission) VALUES ('admin', $1)",
+            &[&perm],
+        )
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {sc}.ledger (id bigserial, tenant_id uuid NOT NULL, amount int,
+                                       PRIMARY KEY (tenant_id, id));
+             SELECT create_distributed_table('{sc}.ledger', 'tenant_id');
+             SELECT tenancy.isolate('{sc}.ledger', read_permission => '{perm}');"
+        ))
+        .unwrap();
+    admin
+        .execute(
+            &format!(
+                "INSERT INTO {sc}.ledger (tenant_id, amount) VALUES ($1, 1), ($1, 2), ($2, 9)"
+            ),
+            &[&s.a, &s.b],
+        )
+        .unwrap();
+    let admin_user = add_member(&mut admin, s.a, &format!("adm-{sc}@example.com"), "admin");
+    let viewer = add_member(&mut admin, s.a, &format!("vwr-{sc}@example.com"), "viewer");
+    let count = format!("SELECT count(*)::text FROM {sc}.ledger");
+    let mut c = s.app();
+    let mut tx = begin_as(&mut c, s.a, Some(admin_user));
+    assert_eq!(notes(&mut tx, &count).unwrap(), ["2"]);
+    tx.commit().unwrap();
+    let mut tx = begin_as(&mut c, s.a, Some(viewer));
+    assert_eq!(notes(&mut tx, &count).unwrap(), ["0"]);
+    tx.commit().unwrap();
+}
+
+#[test]
+fn set_role_and_definer_functions_reach_the_shards() {
+    let Some(s) = shop("roles") else {
+        return;
+    };
+    s.orders(false);
+    let sc = &s.schema;
+    let other = format!("{}_other", s.app);
+    let owner = format!("{}_owner", s.app);
+    let mut admin = s.admin();
+    // Another application role the login role may act as, and a role outside the application
+    // roles that owns a SECURITY DEFINER function reading the distributed table (Citus connects
+    // to the workers as the function's owner while it runs).
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {other} LOGIN IN ROLE tenancy_app;
+             GRANT {other} TO {app};
+             CREATE ROLE {owner} LOGIN;
+             GRANT USAGE ON SCHEMA {sc} TO {other}, {owner};
+             GRANT SELECT ON {sc}.orders TO {owner};
+             CREATE FUNCTION {sc}.order_count() RETURNS bigint LANGUAGE sql STABLE
+                 SECURITY DEFINER SET search_path = pg_catalog
+                 AS 'SELECT count(*) FROM {sc}.orders';
+             ALTER FUNCTION {sc}.order_count() OWNER TO {owner};
+             GRANT EXECUTE ON FUNCTION {sc}.order_count() TO {app};",
+            app = s.app
+        ))
+        .unwrap();
+    let orders = format!("SELECT note FROM {sc}.orders ORDER BY note");
+    let counted = format!("SELECT {sc}.order_count()::text");
+    let mut c = s.app();
+    // SET ROLE after the context was entered: the next statement hands it over for the new role.
+    let mut tx = begin_as(&mut c, s.a, None);
+    assert_eq!(notes(&mut tx, &orders).unwrap(), ["a-1", "a-2", "a-3"]);
+    tx.batch_execute(&format!("SET LOCAL ROLE {other}"))
+        .unwrap();
+    assert_eq!(notes(&mut tx, &orders).unwrap(), ["a-1", "a-2", "a-3"]);
+    tx.batch_execute("RESET ROLE").unwrap();
+    assert_eq!(notes(&mut tx, &orders).unwrap(), ["a-1", "a-2", "a-3"]);
+    tx.commit().unwrap();
+    // The definer function sees the context's tenant only, and the caller's statements after
+    // it still reach the shards.
+    for (tenant, expected) in [(s.a, "3"), (s.b, "2")] {
+        let mut tx = begin_as(&mut c, tenant, None);
+        assert_eq!(notes(&mut tx, &counted).unwrap(), [expected]);
+        assert_eq!(notes(&mut tx, &orders).unwrap().len().to_string(), expected);
+        assert_eq!(notes(&mut tx, &counted).unwrap(), [expected]);
+        tx.commit().unwrap();
+    }
+    // Without a context the function's statement fails closed on the coordinator.
+    assert_sqlstate(
+        c.query_one(&counted, &[]),
+        &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+    );
+}
+
+#[test]
 fn tokens_and_jwts_reach_the_shards() {
     let Some(s) = shop("tokens") else {
         return;
