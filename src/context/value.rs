@@ -162,6 +162,94 @@ pub struct GrantedActor {
     pub platform_admin: bool,
 }
 
+impl Remote {
+    /// The payload of a signed value: the context, a newline, then the binding and the actor.
+    pub fn encode(&self) -> String {
+        let remote = self;
+        let (initiator, number, timestamp) = remote.txn;
+        let mut out = format!(
+            "{}\no={};b={initiator}:{number}:{timestamp};m={};x={}",
+            remote.ctx.encode(),
+            hex(remote.role.as_bytes()),
+            remote.made_at,
+            remote.not_after,
+        );
+        if let Some(a) = &remote.actor {
+            if let Some(role) = &a.role {
+                out.push_str(&format!(";r={role}"));
+            }
+            if let Some(rank) = a.rank {
+                out.push_str(&format!(";n={rank}"));
+            }
+            out.push_str(&format!(";A={}", u8::from(a.platform_admin)));
+            out.push_str(";g=");
+            out.push_str(&a.grants.join(" "));
+        }
+        out
+    }
+
+    /// The inverse of `encode`; anything malformed decodes to nothing.
+    pub fn decode(payload: &str) -> Option<Remote> {
+        let (ctx, rest) = payload.split_once('\n')?;
+        let ctx = Context::decode(ctx)?;
+        let (mut role, mut txn, mut made_at, mut not_after) = (None, None, None, None);
+        let mut actor: Option<GrantedActor> = None;
+        for field in rest.split(';') {
+            let (key, value) = field.split_once('=')?;
+            match key {
+                "o" if role.is_none() => role = Some(String::from_utf8(unhex(value)?).ok()?),
+                "b" if txn.is_none() => {
+                    let mut parts = value.split(':');
+                    let t = (
+                        parts.next()?.parse().ok()?,
+                        parts.next()?.parse().ok()?,
+                        parts.next()?.parse().ok()?,
+                    );
+                    if parts.next().is_some() {
+                        return None;
+                    }
+                    txn = Some(t);
+                }
+                "m" if made_at.is_none() => made_at = Some(value.parse().ok()?),
+                "x" if not_after.is_none() => not_after = Some(value.parse().ok()?),
+                "r" => actor.get_or_insert_with(Default::default).role = Some(value.to_owned()),
+                "n" => actor.get_or_insert_with(Default::default).rank = Some(value.parse().ok()?),
+                "A" => actor.get_or_insert_with(Default::default).platform_admin = value == "1",
+                "g" => {
+                    actor.get_or_insert_with(Default::default).grants = value
+                        .split(' ')
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                _ => return None,
+            }
+        }
+        Some(Remote {
+            ctx,
+            actor,
+            txn: txn?,
+            role: role?,
+            not_after: not_after?,
+            made_at: made_at?,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +302,44 @@ mod tests {
             "garbage",
         ] {
             assert_eq!(Context::decode(raw), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn payload_round_trip() {
+        let remote = Remote {
+            ctx: Context {
+                tenant: Uuid::from_u128(1),
+                user: Some(Uuid::from_u128(2)),
+                token: None,
+                actor: Some(Uuid::from_u128(2)),
+                source: Source::SetTenant,
+                scopes: None,
+                kid: None,
+                exp: None,
+            },
+            actor: Some(GrantedActor {
+                role: Some("staff".into()),
+                rank: Some(40),
+                grants: vec!["orders:*".into(), "products:read".into()],
+                platform_admin: false,
+            }),
+            txn: (0, 42, 123_456),
+            role: "app;role=\"x\"".into(),
+            made_at: 5,
+            not_after: 60_000_005,
+        };
+        assert_eq!(Remote::decode(&remote.encode()), Some(remote.clone()));
+        let mut plain = remote;
+        plain.actor = None;
+        assert_eq!(Remote::decode(&plain.encode()), Some(plain));
+        for bad in [
+            "",
+            "t=1",
+            "garbage\no=00",
+            "t=00000000-0000-0000-0000-000000000001;s=jwt\n",
+        ] {
+            assert_eq!(Remote::decode(bad), None, "{bad}");
         }
     }
 }
