@@ -4,7 +4,8 @@
 A module is a top-level file or folder of src/ (`src/cache/` is one module, `cache`). An edge
 a -> b is any `crate::b` path, or `b` inside `use crate::{...}`, in a's files outside their
 `#[cfg(test)] mod tests`. Prints the modules in an order where each depends only on those before
-it (the order lib.rs documents), or the cycles, and fails on a cycle. Run by `make lint`.
+it, or the cycles, and fails on a cycle; fails too when lib.rs lists a module above one it uses
+(lib.rs documents the modules from the bottom up). Run by `make lint`.
 """
 import os
 import re
@@ -53,6 +54,19 @@ def main():
             return 1
         order += ready
         placed |= set(ready)
+    with open(os.path.join(SRC, "lib.rs"), encoding="utf-8") as fh:
+        listed = re.findall(r"^mod ([a-z_][a-z0-9_]*);", fh.read(), flags=re.M)
+    position = {m: i for i, m in enumerate(listed)}
+    misplaced = [
+        (m, d)
+        for m in listed
+        for d in sorted(graph.get(m, ()))
+        if position.get(d, len(listed)) > position[m]
+    ]
+    for m, d in misplaced:
+        print(f"check-modules: lib.rs lists {m} above {d}, which it uses", file=sys.stderr)
+    if misplaced:
+        return 1
     print("check-modules: no cycle; modules from the bottom up:", " ".join(order))
     return 0
 

@@ -27,7 +27,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 
 use pgrx::{pg_guard, pg_sys, PgSqlErrorCode};
 
-use crate::context::{self, Context, GrantedActor, Remote};
+use crate::context::{self, GrantedActor, Remote};
 use crate::{citus, error, gucs, privileged, rbac};
 
 const SETTING_NAME: &CStr = c"tenancy.signed_context";
@@ -66,90 +66,6 @@ pub fn init() {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// The payload of a signed value: the context, a newline, then the binding and the actor.
-fn encode(remote: &Remote) -> String {
-    let (initiator, number, timestamp) = remote.txn;
-    let mut out = format!(
-        "{}\no={};b={initiator}:{number}:{timestamp};m={};x={}",
-        remote.ctx.encode(),
-        hex(remote.role.as_bytes()),
-        remote.made_at,
-        remote.not_after,
-    );
-    if let Some(a) = &remote.actor {
-        if let Some(role) = &a.role {
-            out.push_str(&format!(";r={role}"));
-        }
-        if let Some(rank) = a.rank {
-            out.push_str(&format!(";n={rank}"));
-        }
-        out.push_str(&format!(";A={}", u8::from(a.platform_admin)));
-        out.push_str(";g=");
-        out.push_str(&a.grants.join(" "));
-    }
-    out
-}
-
-fn decode(payload: &str) -> Option<Remote> {
-    let (ctx, rest) = payload.split_once('\n')?;
-    let ctx = Context::decode(ctx)?;
-    let (mut role, mut txn, mut made_at, mut not_after) = (None, None, None, None);
-    let mut actor: Option<GrantedActor> = None;
-    for field in rest.split(';') {
-        let (key, value) = field.split_once('=')?;
-        match key {
-            "o" if role.is_none() => role = Some(String::from_utf8(unhex(value)?).ok()?),
-            "b" if txn.is_none() => {
-                let mut parts = value.split(':');
-                let t = (
-                    parts.next()?.parse().ok()?,
-                    parts.next()?.parse().ok()?,
-                    parts.next()?.parse().ok()?,
-                );
-                if parts.next().is_some() {
-                    return None;
-                }
-                txn = Some(t);
-            }
-            "m" if made_at.is_none() => made_at = Some(value.parse().ok()?),
-            "x" if not_after.is_none() => not_after = Some(value.parse().ok()?),
-            "r" => actor.get_or_insert_with(Default::default).role = Some(value.to_owned()),
-            "n" => actor.get_or_insert_with(Default::default).rank = Some(value.parse().ok()?),
-            "A" => actor.get_or_insert_with(Default::default).platform_admin = value == "1",
-            "g" => {
-                actor.get_or_insert_with(Default::default).grants = value
-                    .split(' ')
-                    .filter(|g| !g.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            }
-            _ => return None,
-        }
-    }
-    Some(Remote {
-        ctx,
-        actor,
-        txn: txn?,
-        role: role?,
-        not_after: not_after?,
-        made_at: made_at?,
-    })
-}
-
 /// Opens a signed value with this node's secrets: the handed-over context, or why not.
 fn open(sealed: &str) -> Result<Remote, &'static str> {
     let secrets = gucs::cluster_secrets();
@@ -159,7 +75,7 @@ fn open(sealed: &str) -> Result<Remote, &'static str> {
     let payload = tenancy_tokens::cluster::open(sealed, secrets.iter().map(|s| s.as_slice()))
         .map_err(|_| "it does not verify with this node's cluster secret")?;
     let payload = String::from_utf8(payload).map_err(|_| "it is malformed")?;
-    decode(&payload).ok_or("it is malformed")
+    Remote::decode(&payload).ok_or("it is malformed")
 }
 
 fn now_pg_us() -> i64 {
@@ -275,7 +191,7 @@ pub fn hand_over() {
                 made_at: now,
                 not_after: now.saturating_add(gucs::cluster_context_ttl_us()),
             };
-            let Some(sealed) = tenancy_tokens::cluster::seal(encode(&remote).as_bytes(), &secret)
+            let Some(sealed) = tenancy_tokens::cluster::seal(remote.encode().as_bytes(), &secret)
             else {
                 return;
             };
@@ -336,49 +252,4 @@ fn set_local_propagated(value: &str) {
             }
         });
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::context::Source;
-    use uuid::Uuid;
-
-    #[test]
-    fn payload_round_trip() {
-        let remote = Remote {
-            ctx: Context {
-                tenant: Uuid::from_u128(1),
-                user: Some(Uuid::from_u128(2)),
-                token: None,
-                actor: Some(Uuid::from_u128(2)),
-                source: Source::SetTenant,
-                scopes: None,
-                kid: None,
-                exp: None,
-            },
-            actor: Some(GrantedActor {
-                role: Some("staff".into()),
-                rank: Some(40),
-                grants: vec!["orders:*".into(), "products:read".into()],
-                platform_admin: false,
-            }),
-            txn: (0, 42, 123_456),
-            role: "app;role=\"x\"".into(),
-            made_at: 5,
-            not_after: 60_000_005,
-        };
-        assert_eq!(decode(&encode(&remote)), Some(remote.clone()));
-        let mut plain = remote;
-        plain.actor = None;
-        assert_eq!(decode(&encode(&plain)), Some(plain));
-        for bad in [
-            "",
-            "t=1",
-            "garbage\no=00",
-            "t=00000000-0000-0000-0000-000000000001;s=jwt\n",
-        ] {
-            assert_eq!(decode(bad), None, "{bad}");
-        }
-    }
 }

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::context::{self, Context, Source};
-use crate::{cache, cluster, decision, error, rbac};
+use crate::{cache, cluster, decision, error, privileged, rbac};
 
 /// Sets the tenant for the current transaction, with no acting user. A separate overload
 /// rather than a DEFAULT: the common call then needs no default expression from the parser.
@@ -31,7 +31,7 @@ fn enter_tenant(tenant_id: Option<pgrx::Uuid>, user_id: Option<pgrx::Uuid>) {
         );
     };
     let user = user_id.map(context::from_pg);
-    context::warn_if_bypassing_rls();
+    warn_if_bypassing_rls();
     cache::sync_now();
 
     let wanted = Context {
@@ -133,4 +133,30 @@ fn context() -> JsonB {
         "scopes": ctx.scopes,
         "source": ctx.source.as_str(),
     }))
+}
+
+/// Warns when the current role bypasses row-level security, so isolation does not hold for it.
+pub fn warn_if_bypassing_rls() {
+    // SAFETY: plain catalog look-ups for the current user id.
+    let (role, superuser, bypass) = unsafe {
+        let uid = pg_sys::GetUserId();
+        (
+            uid,
+            pg_sys::superuser_arg(uid),
+            pg_sys::has_bypassrls_privilege(uid),
+        )
+    };
+    if superuser || bypass {
+        let why = if superuser {
+            "is a superuser"
+        } else {
+            "has the BYPASSRLS attribute"
+        };
+        let name = privileged::role_name(role);
+        pgrx::warning!(
+            "tenancy: role {} {} and bypasses row-level security: tenant isolation does not apply to it",
+            error::echo(&name),
+            why
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! Settings of pg_tenancy, all in the reserved `tenancy.` prefix. Depends on nothing in the
-//! crate. (`tenancy.context`, the tenant context itself, is defined by `context.rs`, which owns
+//! crate. (`tenancy.context`, the tenant context itself, is defined by `context/`, which owns
 //! it.)
 //!
 //! * `tenancy.request_label` is free text anyone may set (an HTTP route, a job name); it is

@@ -16,7 +16,7 @@ mod statement;
 mod app_role;
 mod citus;
 
-// The tenant context: its storage and accessors.
+// The tenant context: its values (context/value.rs), their storage and accessors.
 mod context;
 
 // Per-connection caches of pg_tenancy's rows, and their invalidation.

@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use uuid::Uuid;
 
 use crate::context::{self, Context};
-use crate::{cache, cluster, decision, error, standing};
+use crate::{cache, cluster, decision, entry, error, standing};
 
 /// Message and hint of every failed `authenticate()`.
 const AUTH_FAILED: &str = "tenancy: authentication failed";
@@ -58,7 +58,7 @@ fn auth_failed(tenant: Option<Uuid>, token: Option<Uuid>, reason: &str) -> ! {
            LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'authenticate_wrapper';"
 )]
 fn authenticate(token: Option<&[u8]>) {
-    context::warn_if_bypassing_rls();
+    entry::warn_if_bypassing_rls();
     cache::sync_now();
     let token = token_text(token).unwrap_or_else(|reason| auth_failed(None, None, reason));
     let ctx = if token.starts_with(tenancy_tokens::api_token::PREFIX) {
