@@ -464,10 +464,11 @@ class Harness:
     def scenario(self, scenario, db, lay, variants, modes, tokens=None, store=None):
         cfg = self.cfg
         store = self.res["measurements"] if store is None else store
+        # In this order for every variant (INSERTs: the same insert history for every table).
         for variant in variants:
             role = tp.VARIANTS[variant][0]
-            for protocol in cfg["protocols"][scenario]:
-                for mode in modes:
+            for mode in modes:
+                for protocol in cfg["protocols"][scenario]:
                     if mode == "cold" and variant not in cfg["cold_variants"]:
                         continue
                     token_list = extra = None
@@ -617,7 +618,10 @@ def main():
                 "ALTER DATABASE bench_scan SET enable_indexonlyscan = off; "
                 "ALTER DATABASE bench_scan SET enable_bitmapscan = off")
         res["scan_plans"] = check_scan_plans(cl, "bench_scan", slay)
-        for db in ("bench", "bench_scan"):
+        # The same orders_limit again, for the INSERTs without the library: an INSERT's count
+        # depends on what was inserted into the table before (B-tree page splits, deduplication).
+        tp.make_dataset(cl, "bench_nl", lay, full=False, with_tokens=False)
+        for db in ("bench", "bench_scan", "bench_nl"):
             check_all_visible(cl, db)
         res["scan_layout"] = slay
         shown = cl.psql("SELECT name || '|' || current_setting(name) FROM unnest(ARRAY[%s]) AS name"
@@ -658,10 +662,10 @@ def main():
         t = time.monotonic()
         log("callgrind: server without pg_tenancy (limit only)")
         h.server.start(preload=False)
-        for db in ("bench", "bench_scan"):
+        for db in ("bench", "bench_scan", "bench_nl"):
             tp.prewarm(cl, db)
         for scenario, db, l in (("point", "bench", lay), ("agg", "bench", lay_agg),
-                                ("scan", "bench_scan", slay_m), ("insert", "bench", lay)):
+                                ("scan", "bench_scan", slay_m), ("insert", "bench_nl", lay)):
             if scenario in cfg["not_loaded"]:
                 h.scenario(scenario, db, l, ["limit"], ["warm"], store=res["not_loaded"])
         for key, m in res["not_loaded"].items():
@@ -677,7 +681,7 @@ def main():
         tp.prewarm(cl, "bench")
         h.scenario("insert", "bench", lay, VARIANTS["insert"], ["warm", "cold"])
         if cfg["repeat"]:
-            log("INSERT again (limit): random uuids and page splits make INSERTs the noisiest")
+            log("INSERT again (limit), after more inserts into its table")
             h.scenario("insert", "bench", lay, ["limit"], ["warm"], store=res["repeat"])
         h.server.stop()
         phase("insert_s", t)
@@ -956,7 +960,9 @@ def section(res):
     for key, m in rep.items():
         first = res["measurements"].get(key)
         if first:
-            spreads.append((key, abs(m["per_tx"] - first["per_tx"]) / first["per_tx"]))
+            spreads.append((key, (m["per_tx"] - first["per_tx"]) / first["per_tx"]))
+    reads = [(key, x) for key, x in spreads if not key.startswith("insert/")]
+    inserts = [(key, x) for key, x in spreads if key.startswith("insert/")]
     a("### The run")
     a("")
     a(f"- Command: `{res['command']}`")
@@ -988,11 +994,20 @@ def section(res):
       f"{min(cfg['agg_tenants'], lay['large'])} large tenants, N = 0, D = {cfg['agg_delta']}; "
       f"sequential scan: W = 2, N = 0, D = {cfg['scan_delta']} (prepared: W + N = 6 at least, "
       "past the plan cache's five custom plans, as everywhere)")
-    if spreads:
-        a("- Repeats: " + "; ".join(
-            f"{key.split('/')[0]} {key.split('/')[1]} {key.split('/')[2]} {100 * s:.2f} %"
-            for key, s in spreads)
-          + " (the same measurement again, on a new connection later in the run)")
+    if reads:
+        a("- Repeats: the same measurement again on a new connection later in the run, point "
+          "select: " + "; ".join(f"{key.split('/')[1]} {key.split('/')[2]} {100 * x:+.3f} %"
+                                 for key, x in reads))
+    if inserts:
+        more = (lay["tenants"] + cfg["n"] + cfg["delta"] + 1
+                + 2 * (cfg["cold_n"] + cfg["cold_delta"]))
+        a("- INSERTs depend on what was inserted into the table before (B-tree page splits and "
+          "deduplication passes as leaf pages fill up): every variant's table is measured after "
+          "the same inserts (warm simple, warm prepared, then cold), the library-not-loaded "
+          "INSERTs go into an identical copy of `orders_limit` in a database of its own. The "
+          "limit INSERT measured again at the end, after another "
+          f"{more:,} rows in its table, differs by " + "; ".join(
+              f"{key.split('/')[2]} {100 * x:+.2f} %" for key, x in inserts))
     a("- Time: " + ", ".join(f"{name[:-2].replace('_', ' ')} {v:.0f} s" for name, v in t.items())
       + f" ({t.get('harness_s', 0) / 60:.1f} min for the harness)")
     a("")
@@ -1029,7 +1044,7 @@ def section(res):
         if scenario in ("point", "insert"):
             cold = [v for v in VARIANTS[scenario] if any(
                 get(res, scenario, v, p, "cold") for p in PROTOCOLS)]
-            a(f"Cold: every transaction's tenant new to the connection.")
+            a("Cold: every transaction's tenant new to the connection.")
             a("")
             a("| variant | simple cold | cold − warm | prepared cold | cold − warm |")
             a("|---|---|---|---|---|")
@@ -1044,7 +1059,9 @@ def section(res):
     a("")
     a("The limit variant (a table pg_tenancy does not isolate, no context) on the same data, "
       "with `shared_preload_libraries = 'pg_tenancy'` and after a restart without it (the "
-      "measured backends then map no pg_tenancy code; the harness checks their profiles).")
+      "measured backends then map no pg_tenancy code; the harness checks their profiles). "
+      "INSERTs without the library go into an identical copy of the table that has seen the "
+      "same inserts before (see above).")
     a("")
     a("| scenario | loaded simple | not loaded simple | ratio | loaded prepared | "
       "not loaded prepared | ratio |")
@@ -1072,6 +1089,13 @@ def section(res):
       f"`{tp.report.in_repo(res.get('profiles_kept', 'the work directory'))}` for "
       "`callgrind_annotate` (a measurement's two windows are `callgrind.out.<pid>.3` and `.4`; "
       "the pid of each is in the JSON).")
+    stripped = any(f.startswith("0x") and f.endswith("[postgres]")
+                   for m in res["measurements"].values()
+                   for f in m.get("profile", {}).get("self", {}))
+    if stripped:
+        a("")
+        a("This PostgreSQL binary is stripped (Debian's packages): its static functions appear "
+          "as addresses; the exported ones, which name the phases, keep their names.")
     a("")
     for p in PROTOCOLS:
         vs = [v for v in VARIANTS["point"] if f"point/{v}/{p}/warm" in res["measurements"]]
