@@ -870,12 +870,53 @@ def inclusive(prof):
     return {**prof["incl"], **prof.get("hook", {})}
 
 
+# Functions every statement passes through (the phases above show them): left out of the
+# inclusive differences, which would otherwise repeat the total down the call chain.
+PASS_THROUGH = {
+    "main", "(below main)", "__libc_start_main@@GLIBC_2.34", "__libc_start_main", "PostmasterMain",
+    "ServerLoop", "ServerLoop.isra.0", "BackendMain", "BackendStartup", "postmaster_child_launch",
+    "PostgresMain", "exec_simple_query", "exec_bind_message", "exec_execute_message",
+    "PortalRun", "PortalRunSelect", "PortalRunMulti", "PortalRunUtility", "ProcessQuery",
+    "PortalStart", "ExecutorStart", "standard_ExecutorStart", "ExecutorRun",
+    "standard_ExecutorRun", "ExecProcNodeFirst", "pg_plan_queries", "pg_plan_query", "planner",
+    "standard_planner", "ProcessUtility", "standard_ProcessUtility",
+    "pgrx_pg_sys::submodules::panic::run_guarded",
+    "cee_scape::asm_based::call_with_sigsetjmp",
+    "cee_scape::asm_based::call_with_sigsetjmp::call_from_c_to_rust",
+}
+
+
+# Under the client reads, which are not counted (CLIENT_READS): left out of the lists too.
+READS = {"secure_read", "secure_raw_read", "pq_recvbuf", "pq_getbyte", "pq_getbytes",
+         "pq_peekbyte", "pq_getmessage", "SocketBackend", "ReadCommand", "WaitEventSetWait",
+         "WaitEventSetWaitBlock", "WaitEventSetWaitBlock.isra.0", "epoll_wait", "__libc_recv",
+         "recv", "__GI___recv", "pq_startmsgread"}
+
+
+def top_incl(prof_v, prof_c, n=8, least=200):
+    """The largest inclusive differences, without the pass-through callers and without a
+    function whose difference is within 1 % of the one listed before it (its caller or callee:
+    the same instructions)."""
+    out = []
+    for f, x in top_diff(prof_v, prof_c, 200, "incl"):
+        name = f.rsplit(" [", 1)[0]
+        if name in PASS_THROUGH or name in READS or name.startswith("0x") or abs(x) < least:
+            continue
+        if out and abs(x - out[-1][1]) <= 0.01 * abs(out[-1][1]):
+            continue
+        out.append((f, x))
+        if len(out) == n:
+            break
+    return out
+
+
 def top_diff(prof_v, prof_c, n=12, kind="self"):
     if kind == "incl":
         a, b = inclusive(prof_v), inclusive(prof_c)
     else:
         a, b = prof_v[kind], prof_c[kind]
-    d = {f: a.get(f, 0) - b.get(f, 0) for f in set(a) | set(b)}
+    d = {f: a.get(f, 0) - b.get(f, 0) for f in set(a) | set(b)
+         if f.rsplit(" [", 1)[0] not in READS}
     return sorted(d.items(), key=lambda kv: -abs(kv[1]))[:n]
 
 
@@ -903,10 +944,7 @@ def explain_miss(res, t):
                        if abs(x) >= 500)
     fns = ", ".join(f"`{f.rsplit(' [', 1)[0]}` {signed_k(x)}" for f, x in top_diff(pv, pc, 6)
                     if abs(x) >= 200)
-    incl = ", ".join(f"`{f.rsplit(' [', 1)[0]}` {signed_k(x)}"
-                     for f, x in top_diff(pv, pc, 60, "incl")
-                     if 200 <= abs(x) < 0.95 * abs(total))
-    incl = ", ".join(incl.split(", ")[:8])
+    incl = ", ".join(f"`{f.rsplit(' [', 1)[0]}` {signed_k(x)}" for f, x in top_incl(pv, pc))
     return (f"{total / 1000:+,.1f} k per transaction against {against}. By phase (inclusive): "
             f"{phases or 'none above 0.5 k'}. Largest differences by function, inclusive: "
             f"{incl or 'none above 0.2 k'}; self: {fns or 'none above 0.2 k'}.")
@@ -1122,15 +1160,14 @@ def section(res):
         a("")
         if "tenancy" in profs and "limit" in profs:
             a(f"`set_tenant` − limit, {p} protocol: the largest differences by function, self "
-              "(instructions in the function itself) and inclusive (with what it calls; the "
-              "callers every statement passes through, `PostgresMain` and up, left out):")
+              "(instructions in the function itself) and inclusive (with what it calls; "
+              "PostgreSQL's dispatch functions every statement passes through, and pgrx's "
+              "guard frames, left out, as are callers whose difference is their callee's):")
             a("")
             a("\n".join(fn_table(top_diff(profs["tenancy"], profs["limit"], 15),
                                   "function (self)")))
             a("")
-            total = get(res, "point", "tenancy", p) - get(res, "point", "limit", p)
-            incl = [(f, x) for f, x in top_diff(profs["tenancy"], profs["limit"], 60, "incl")
-                    if abs(x) < 0.95 * abs(total)][:20]
+            incl = top_incl(profs["tenancy"], profs["limit"], 20, 100)
             a("\n".join(fn_table(incl, "function (inclusive)")))
             a("")
             hooks = profs["tenancy"].get("hook", {})
