@@ -100,6 +100,7 @@ test-major: lint-major pgrx-test cluster-start
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory examples || status=$$?; \
 	scripts/cluster.sh stop $(CLUSTERS)/test; \
 	[ $$status -ne 0 ] || $(MAKE) --no-print-directory bench-smoke || status=$$?; \
+	[ $$status -ne 0 ] || $(MAKE) --no-print-directory bench-instructions-smoke || status=$$?; \
 	exit $$status
 
 ifeq ($(origin PG_MAJOR),file)
@@ -153,6 +154,29 @@ bench-smoke:
 	bench/run.sh --smoke --port $(BENCH_SMOKE_PORT) --dir $(CLUSTERS)/bench-smoke \
 	    --out target/bench-smoke/pg$(PG_MAJOR)/BENCHMARKS.md --svg target/bench-smoke/pg$(PG_MAJOR)/scaling.svg \
 	    --json target/bench-smoke/pg$(PG_MAJOR)/results.json
+
+# Instructions per transaction under callgrind (issue 13; BENCHMARKS.md, "Instructions per
+# transaction"). `make bench-instructions` installs a release build, counts every variant on a
+# cluster of its own (port INSTR_PORT), rewrites that section of BENCHMARKS.md and writes
+# target/bench-instructions.json; ~15 minutes. `make bench-instructions-smoke` (part of
+# `make test`) runs it end to end in a couple of minutes on a tiny dataset with whatever build is
+# installed, and writes its report under target/bench-instructions-smoke.
+INSTR_PORT       ?= 28961
+INSTR_SMOKE_PORT ?= 289$(shell expr $(PG_MAJOR) + 70)
+.PHONY: bench-instructions bench-instructions-smoke
+
+bench-instructions: deps
+	start=$$(date +%s); \
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES) && \
+	BENCH_BUILD_SECONDS=$$(( $$(date +%s) - start )) bench/run.sh --instructions --pin-release \
+	    --port $(INSTR_PORT) --dir $(CLUSTERS)/bench-instructions --out BENCHMARKS.md \
+	    --json target/bench-instructions.json
+
+bench-instructions-smoke:
+	bench/run.sh --instructions --smoke --port $(INSTR_SMOKE_PORT) \
+	    --dir $(CLUSTERS)/bench-instructions-smoke \
+	    --out target/bench-instructions-smoke/pg$(PG_MAJOR)/BENCHMARKS.md \
+	    --json target/bench-instructions-smoke/pg$(PG_MAJOR)/results.json
 
 demo: install-dev
 	scripts/cluster.sh start $(CLUSTERS)/demo $(DEMO_PORT)

@@ -270,14 +270,34 @@ PREPARED_CONTEXT = {
     "hand": f"SELECT set_config('app.tenant_id', '{PREFIX['tenant']}' || :tid, true)",
     "tenancy": f"SELECT tenancy.set_tenant({uuid_param('tenant', 'tid')})",
 }
+# The other variants' contexts with parameters (bench/instructions.py measures them all; the
+# token variants bind the token itself, see there).
+PREPARED_CONTEXT_ALL = dict(
+    PREPARED_CONTEXT, helper=PREPARED_CONTEXT["hand"],
+    perm=f"SELECT tenancy.set_tenant({uuid_param('tenant', 'tid')}, {uuid_param('user', 'tid')})")
 
 
-def prepared_transaction(variant):
+def prepared_query(scenario, variant):
+    """query(scenario, variant) with the ids as parameters."""
     table = VARIANTS[variant][1]
-    own = f" AND tenant_id = {uuid_param('tenant', 'tid')}" if variant == "limit" else ""
-    sql = (f"SELECT id, amount, status, created_at FROM {table} "
-           f"WHERE id = {uuid_param('row', 'rid')}{own}")
-    return f"BEGIN;\n{PREPARED_CONTEXT[variant]};\n{sql};\nCOMMIT;\n"
+    tenant = uuid_param("tenant", "tid")
+    if scenario == "point":
+        own = f" AND tenant_id = {tenant}" if variant == "limit" else ""
+        return (f"SELECT id, amount, status, created_at FROM {table} "
+                f"WHERE id = {uuid_param('row', 'rid')}{own}")
+    if scenario == "agg":
+        where = f" WHERE tenant_id = {tenant}" if variant == "limit" else ""
+        return f"SELECT count(*), sum(amount) FROM {table}{where}"
+    if scenario == "insert":
+        if variant == "limit":
+            return f"INSERT INTO {table} (tenant_id, amount) VALUES ({tenant}, :a)"
+        return f"INSERT INTO {table} (amount) VALUES (:a)"
+    raise ValueError(scenario)
+
+
+def prepared_transaction(variant, scenario="point", context=None):
+    context = context or PREPARED_CONTEXT_ALL[variant]
+    return f"BEGIN;\n{context};\n{prepared_query(scenario, variant)};\nCOMMIT;\n"
 
 
 def write_scripts(workdir, lay, tokens):
@@ -677,6 +697,39 @@ def git_info():
                 subject=git("log", "-1", "--format=%s"))
 
 
+def prepare_cluster(cl, settings, libdir, results):
+    """Starts a fresh cluster with `settings` and creates the template every database is copied
+    from (so the extension's SQL is read once). With `libdir`, the cluster loads a pinned copy of
+    the release build (pin_release). Records the library, the extension's version and the
+    settings in `results`."""
+    if libdir:
+        results["pin"] = pin_release(libdir)
+        settings = dict(settings, dynamic_library_path=f"{libdir}:$libdir")
+    cl.start_fresh(settings)
+    results["library"] = library_info(cl)
+    for attempt in range(3):
+        if libdir:
+            restore_extension_files(libdir)
+        cl.psql("DROP DATABASE IF EXISTS bench_template")
+        cl.psql("CREATE DATABASE bench_template")
+        cl.psql("CREATE EXTENSION pg_tenancy; CREATE EXTENSION pg_prewarm;",
+                db="bench_template")
+        if not libdir or restore_extension_files(libdir):
+            break
+        log("the extension's SQL files changed during CREATE EXTENSION (another install); again")
+    if libdir and results["library"].get("sha256") != results["pin"]["release_sha256"]:
+        raise RuntimeError(f"the cluster did not load the pinned release build: "
+                           f"{results['library']}")
+    results["extension_version"] = cl.psql(
+        "SELECT extversion FROM pg_extension WHERE extname = 'pg_tenancy'",
+        db="bench_template").strip()
+    shown = cl.psql("SELECT name || '|' || current_setting(name) FROM unnest(ARRAY[%s]) AS name"
+                    % ",".join(f"'{s}'" for s in SETTINGS_SHOWN))
+    results["settings"] = dict(l.split("|", 1) for l in shown.splitlines())
+    if results["settings"].get("shared_preload_libraries") != "pg_tenancy":
+        raise RuntimeError("pg_tenancy is not preloaded")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -718,36 +771,10 @@ def main():
                 "max_wal_size": "16GB", "checkpoint_timeout": "30min", "jit": "off",
                 "random_page_cost": "1.1"}
     libdir = Path(f"{args.dir}.lib")
-    if args.pin_release:
-        results["pin"] = pin_release(libdir)
-        settings["dynamic_library_path"] = f"{libdir}:$libdir"
     try:
         t = time.monotonic()
         log(f"cluster: {cl.dir} on port {cl.port}")
-        cl.start_fresh(settings)
-        results["library"] = library_info(cl)
-        # Every database is a copy of this one, so the extension's SQL is read once, now.
-        for attempt in range(3):
-            if args.pin_release:
-                restore_extension_files(libdir)
-            cl.psql("DROP DATABASE IF EXISTS bench_template")
-            cl.psql("CREATE DATABASE bench_template")
-            cl.psql("CREATE EXTENSION pg_tenancy; CREATE EXTENSION pg_prewarm;",
-                    db="bench_template")
-            if not args.pin_release or restore_extension_files(libdir):
-                break
-            log("the extension's SQL files changed during CREATE EXTENSION (another install); again")
-        if args.pin_release and results["library"].get("sha256") != results["pin"]["release_sha256"]:
-            raise RuntimeError(f"the cluster did not load the pinned release build: "
-                               f"{results['library']}")
-        results["extension_version"] = cl.psql(
-            "SELECT extversion FROM pg_extension WHERE extname = 'pg_tenancy'",
-            db="bench_template").strip()
-        shown = cl.psql("SELECT name || '|' || current_setting(name) FROM unnest(ARRAY[%s]) AS name"
-                        % ",".join(f"'{s}'" for s in SETTINGS_SHOWN))
-        results["settings"] = dict(l.split("|", 1) for l in shown.splitlines())
-        if results["settings"].get("shared_preload_libraries") != "pg_tenancy":
-            raise RuntimeError("pg_tenancy is not preloaded")
+        prepare_cluster(cl, settings, libdir if args.pin_release else None, results)
         phase("cluster_s", t)
 
         t = time.monotonic()

@@ -7,6 +7,7 @@ Python 3.11 standard library only; the chart is hand-written SVG.
 
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -662,7 +663,14 @@ def render(res, out_md, out_svg, labels):
         svg_rel = str(out_svg.resolve().relative_to(out_md.resolve().parent))
     except ValueError:
         svg_rel = str(out_svg.resolve())
-    out_md.write_text(markdown(res, rows, labels, svg_rel))
+    text = markdown(res, rows, labels, svg_rel)
+    # The section `make bench-instructions` writes (bench/instructions.py) stays as it is.
+    old = out_md.read_text() if out_md.exists() else ""
+    m = re.search(r"<!-- bench-instructions:begin -->.*?<!-- bench-instructions:end -->\n",
+                  old, re.S)
+    if m:
+        text = text.rstrip("\n") + "\n\n" + m.group(0)
+    out_md.write_text(text)
 
 
 if __name__ == "__main__":

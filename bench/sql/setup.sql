@@ -23,6 +23,10 @@
 SET client_min_messages = warning;
 SET maintenance_work_mem = '512MB';
 SET work_mem = '256MB';
+-- The clusters run with synchronous_commit = off (scripts/cluster.sh). VACUUM marks a page
+-- all-visible only once the commits of its rows are flushed, so without this the VACUUMs below
+-- leave a table that was filled moments before without any all-visible page, depending on timing.
+SET synchronous_commit = on;
 
 CREATE EXTENSION IF NOT EXISTS pg_tenancy;
 CREATE EXTENSION IF NOT EXISTS pg_prewarm;
