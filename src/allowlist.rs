@@ -70,7 +70,11 @@ unsafe extern "C-unwind" fn process_utility(
         if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
             statement::begin_statement();
         }
-        check_guarded(pstmt);
+        // Transaction control and the like need no look-up, and no error boundary.
+        let node = (*pstmt).utilityStmt;
+        if node.is_null() || !always_allowed(node) {
+            check_guarded(pstmt);
+        }
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(
                 pstmt,
@@ -131,17 +135,16 @@ unsafe fn check(pstmt: *mut pg_sys::PlannedStmt) {
     }
 }
 
-/// Why an application role may not run the statement (message, or "" for the generic one, and
-/// hint), or `None` when it may.
-unsafe fn refusal(node: *mut pg_sys::Node) -> Option<(&'static str, &'static str)> {
-    // SAFETY: each node type is checked before its cast.
-    unsafe {
-        match (*node).type_ {
-            // Transactions, savepoints, two-phase commit; settings (SET, RESET, SHOW, SET
-            // TRANSACTION, SET CONSTRAINTS; `tenancy.*` settings guard themselves); prepared
-            // statements; a pooler's DISCARD and UNLISTEN; cursors; code the role could send as
-            // statements anyway.
-            pg_sys::NodeTag::T_TransactionStmt
+/// Statements every role may run, whatever their options: transactions, savepoints, two-phase
+/// commit; settings (SET, RESET, SHOW, SET TRANSACTION, SET CONSTRAINTS; `tenancy.*` settings
+/// guard themselves); prepared statements; a pooler's DISCARD and UNLISTEN; cursors; code the
+/// role could send as statements anyway. A plain read of the node's tag.
+unsafe fn always_allowed(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: a valid node has a tag.
+    let tag = unsafe { (*node).type_ };
+    matches!(
+        tag,
+        pg_sys::NodeTag::T_TransactionStmt
             | pg_sys::NodeTag::T_VariableSetStmt
             | pg_sys::NodeTag::T_VariableShowStmt
             | pg_sys::NodeTag::T_ConstraintsSetStmt
@@ -153,7 +156,19 @@ unsafe fn refusal(node: *mut pg_sys::Node) -> Option<(&'static str, &'static str
             | pg_sys::NodeTag::T_ClosePortalStmt
             | pg_sys::NodeTag::T_FetchStmt
             | pg_sys::NodeTag::T_CallStmt
-            | pg_sys::NodeTag::T_DoStmt => None,
+            | pg_sys::NodeTag::T_DoStmt
+    )
+}
+
+/// Why an application role may not run the statement (message, or "" for the generic one, and
+/// hint), or `None` when it may.
+unsafe fn refusal(node: *mut pg_sys::Node) -> Option<(&'static str, &'static str)> {
+    // SAFETY: each node type is checked before its cast.
+    unsafe {
+        if always_allowed(node) {
+            return None;
+        }
+        match (*node).type_ {
             pg_sys::NodeTag::T_DeclareCursorStmt => {
                 let stmt = node as *mut pg_sys::DeclareCursorStmt;
                 ((*stmt).options & pg_sys::CURSOR_OPT_HOLD as i32 != 0).then_some((

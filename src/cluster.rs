@@ -28,7 +28,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use pgrx::{pg_guard, pg_sys, PgSqlErrorCode};
 
 use crate::context::{self, GrantedActor, Remote};
-use crate::{citus, error, gucs, privileged, rbac};
+use crate::{citus, error, gucs, privileged, rbac, unguarded};
 
 const SETTING_NAME: &CStr = c"tenancy.signed_context";
 
@@ -160,8 +160,7 @@ fn granted_actor() -> Option<GrantedActor> {
 /// distributed transactions) with Citus in this database and a secret to sign with, in a
 /// transaction block (Citus opens remote transactions, and replays SET LOCAL, only there).
 fn handing_over() -> Option<Vec<u8>> {
-    // SAFETY: plain read of transaction state.
-    if HANDING_OVER.with(|h| h.get()) || !unsafe { pg_sys::IsTransactionBlock() } {
+    if HANDING_OVER.with(|h| h.get()) || !unguarded::in_transaction_block() {
         return None;
     }
     let secret = gucs::cluster_signing_secret()?;

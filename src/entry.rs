@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::context::{self, Context, Source};
-use crate::{cache, cluster, decision, error, privileged, rbac};
+use crate::{app_role, cache, cluster, decision, error, privileged, rbac, unguarded};
 
 /// Sets the tenant for the current transaction, with no acting user. A separate overload
 /// rather than a DEFAULT: the common call then needs no default expression from the parser.
@@ -137,15 +137,8 @@ fn context() -> JsonB {
 
 /// Warns when the current role bypasses row-level security, so isolation does not hold for it.
 pub fn warn_if_bypassing_rls() {
-    // SAFETY: plain catalog look-ups for the current user id.
-    let (role, superuser, bypass) = unsafe {
-        let uid = pg_sys::GetUserId();
-        (
-            uid,
-            pg_sys::superuser_arg(uid),
-            pg_sys::has_bypassrls_privilege(uid),
-        )
-    };
+    let role = unguarded::user_id();
+    let (superuser, bypass) = app_role::bypass_of(role);
     if superuser || bypass {
         let why = if superuser {
             "is a superuser"

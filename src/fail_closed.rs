@@ -14,7 +14,7 @@ use std::ffi::{c_int, CStr};
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::{cluster, context, decision, error, privileged, standing};
+use crate::{cluster, context, decision, error, privileged, standing, unguarded};
 
 /// Name of the policy `isolate()` creates; a table that has it is isolated.
 const ISOLATION_POLICY: &CStr = c"tenancy_isolation";
@@ -41,7 +41,11 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     // SAFETY: PostgreSQL passes a valid query descriptor; the previous hook and the standard
     // function have exactly this signature.
     unsafe {
-        check_guarded(query_desc, eflags);
+        // Without a context, a statement that reads no isolated table needs nothing more: found
+        // by plain reads of the relation cache, before any error boundary is set up.
+        if context::has_tenant() || reads_isolated(query_desc, eflags) {
+            check_guarded(query_desc, eflags);
+        }
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query_desc, eflags),
             None => raw_standard_executor_start(query_desc, eflags),
@@ -98,29 +102,46 @@ unsafe fn check(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
     }
 }
 
-/// Whether the relation has row-level security on and the isolation policy of `isolate()`.
-pub unsafe fn is_isolated(relid: pg_sys::Oid) -> bool {
-    // SAFETY: the relation is locked by the statement being started; we only read its
-    // relation-cache entry and close it again.
+/// Whether the statement (not an EXPLAIN without ANALYZE) reads or writes an isolated table.
+unsafe fn reads_isolated(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) -> bool {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int != 0 {
+        return false;
+    }
+    // SAFETY: the planned statement and its range table are valid for the whole call.
     unsafe {
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        if rel.is_null() {
+        let stmt = (*query_desc).plannedstmt;
+        if stmt.is_null() || (*stmt).rtable.is_null() {
             return false;
         }
-        let mut found = false;
-        let rsdesc = (*rel).rd_rsdesc;
-        if (*(*rel).rd_rel).relrowsecurity && !rsdesc.is_null() && !(*rsdesc).policies.is_null() {
+        let rtable = (*stmt).rtable;
+        (0..(*rtable).length as usize).any(|i| {
+            let rte = (*(*rtable).elements.add(i)).ptr_value as *mut pg_sys::RangeTblEntry;
+            (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION && is_isolated((*rte).relid)
+        })
+    }
+}
+
+/// Whether the relation has row-level security on and the isolation policy of `isolate()`.
+/// Plain reads of the relation cache (the executor-start hook asks before it sets up an error
+/// boundary).
+pub unsafe fn is_isolated(relid: pg_sys::Oid) -> bool {
+    // SAFETY: the relation is locked by the statement being started; its entry is only read.
+    unsafe {
+        unguarded::with_relation(relid, |rel| {
+            let Some(rel) = rel else {
+                return false;
+            };
+            let rsdesc = (*rel).rd_rsdesc;
+            if !(*(*rel).rd_rel).relrowsecurity || rsdesc.is_null() || (*rsdesc).policies.is_null()
+            {
+                return false;
+            }
             let policies = (*rsdesc).policies;
-            for i in 0..(*policies).length as usize {
+            (0..(*policies).length as usize).any(|i| {
                 let policy =
                     (*(*policies).elements.add(i)).ptr_value as *mut pg_sys::RowSecurityPolicy;
-                if CStr::from_ptr((*policy).policy_name) == ISOLATION_POLICY {
-                    found = true;
-                    break;
-                }
-            }
-        }
-        pg_sys::RelationClose(rel);
-        found
+                CStr::from_ptr((*policy).policy_name) == ISOLATION_POLICY
+            })
+        })
     }
 }

@@ -5,7 +5,10 @@
 //! only modules listed above it, so the files can be read from the top of this list down
 //! (`scripts/check-modules.py`, run by `make lint`, keeps it so).
 
-// Leaves: the error contract, time, settings, privileged queries, the statement counter.
+// Leaves: PostgreSQL functions called without pgrx's boundary; the error contract, time,
+// settings, privileged queries, the statement counter.
+mod unguarded;
+
 mod clock;
 mod error;
 mod gucs;
@@ -146,6 +149,7 @@ pub extern "C-unwind" fn _PG_init() {
     statement::init();
     routing::init();
     allowlist::init();
+    app_role::init();
     object_access::init();
 }
 

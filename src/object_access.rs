@@ -19,11 +19,10 @@
 //! a function about to run is a hash look-up.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 
 use pgrx::{pg_guard, pg_sys};
 
-use crate::app_role::is_app_role;
+use crate::app_role::{self, is_app_role};
 use crate::{decision, error, privileged};
 
 const REFUSED_FUNCTIONS_SQL: &str = include_str!("../sql/queries/refused_functions.sql");
@@ -31,8 +30,9 @@ const REFUSED_FUNCTIONS_SQL: &str = include_str!("../sql/queries/refused_functio
 static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
 
 thread_local! {
-    /// The functions application roles may not run; `None` until found (or after a change).
-    static REFUSED: RefCell<Option<HashSet<pg_sys::Oid>>> = const { RefCell::new(None) };
+    /// The functions application roles may not run, sorted; `None` until found (or after a
+    /// change).
+    static REFUSED: RefCell<Option<Vec<u32>>> = const { RefCell::new(None) };
     /// Set while the refused functions are being found (the query runs functions too).
     static FINDING: Cell<bool> = const { Cell::new(false) };
 }
@@ -80,7 +80,14 @@ unsafe extern "C-unwind" fn object_access(
         }
         match access {
             pg_sys::ObjectAccessType::OAT_POST_CREATE if sub_id == 0 => check_create(class_id),
-            pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => check_execute(object_id),
+            // Every function a query runs comes here: when both answers are known, they are
+            // read without setting up an error boundary.
+            pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => {
+                match (app_role::known(), known_refused(object_id)) {
+                    (Some(false), _) | (Some(true), Some(false)) => {}
+                    _ => check_execute(object_id),
+                }
+            }
             _ => {}
         }
     }
@@ -131,9 +138,20 @@ unsafe extern "C-unwind" fn check_execute(function: pg_sys::Oid) {
     );
 }
 
+/// Whether `function` is one application roles may not run, when that is known without a
+/// query. Cannot raise.
+fn known_refused(function: pg_sys::Oid) -> Option<bool> {
+    REFUSED.with(|r| {
+        r.try_borrow()
+            .ok()?
+            .as_ref()
+            .map(|set| set.binary_search(&function.to_u32()).is_ok())
+    })
+}
+
 /// Whether `function` is one application roles may not run.
 fn refused(function: pg_sys::Oid) -> bool {
-    if let Some(hit) = REFUSED.with(|r| r.borrow().as_ref().map(|set| set.contains(&function))) {
+    if let Some(hit) = known_refused(function) {
         return hit;
     }
     struct Reset;
@@ -143,16 +161,18 @@ fn refused(function: pg_sys::Oid) -> bool {
         }
     }
     FINDING.with(|f| f.set(true));
-    let mut set = HashSet::new();
+    let mut set = Vec::new();
     {
         let _reset = Reset;
         privileged::query_rows(REFUSED_FUNCTIONS_SQL, false, &[], &[], |row| {
             if let Some(oid) = row.get::<pg_sys::Oid>(1) {
-                set.insert(oid);
+                set.push(oid.to_u32());
             }
         });
     }
-    let hit = set.contains(&function);
+    set.sort_unstable();
+    set.dedup();
+    let hit = set.binary_search(&function.to_u32()).is_ok();
     REFUSED.with(|r| *r.borrow_mut() = Some(set));
     hit
 }

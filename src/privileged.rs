@@ -8,6 +8,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::ffi::{CStr, CString};
 use std::rc::Rc;
 
@@ -19,8 +21,8 @@ use crate::error;
 thread_local! {
     /// The fixed queries, prepared once per backend (plans are revalidated by PostgreSQL when
     /// the tables change).
-    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> =
-        RefCell::new(HashMap::new());
+    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>, RandomState>> =
+        RefCell::new(HashMap::default());
 }
 
 /// Runs one of pg_tenancy's fixed, schema-qualified queries as the bootstrap superuser and maps
@@ -56,7 +58,7 @@ pub fn query_one<R>(
 
 thread_local! {
     /// The fixed queries read with a fresh snapshot, prepared and kept once per backend.
-    static RAW_PLANS: RefCell<HashMap<&'static str, usize>> = RefCell::new(HashMap::new());
+    static RAW_PLANS: RefCell<HashMap<&'static str, usize, RandomState>> = RefCell::new(HashMap::default());
 }
 
 /// One row of a query run by [`query_rows`]; valid while the row callback runs.

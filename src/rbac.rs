@@ -85,6 +85,9 @@ impl StatementKey {
 struct Cache {
     key: Option<StatementKey>,
     actor: Option<Option<Rc<Actor>>>,
+    /// `has_permission()`'s answers in this statement, by permission name (a policy asks
+    /// for every row, and mostly about one or two names).
+    answers: Vec<(Box<str>, bool)>,
 }
 
 impl Cache {
@@ -212,11 +215,81 @@ fn role_decision(min_rank: i32) -> Option<bool> {
 }
 
 /// Whether the context's actor holds `permission` in the context's tenant. False without a
-/// context or without an actor; `22023` for an unknown permission.
-#[pg_extern(stable, parallel_restricted)]
+/// context or without an actor; `22023` for an unknown permission. Decided once per statement
+/// and permission: every row of a statement gets the same answer. SQL calls it through
+/// `has_permission_fast`, which answers a repeated question without pgrx's wrapper.
+#[pg_extern(
+    stable,
+    parallel_restricted,
+    sql = "CREATE FUNCTION @extschema@.has_permission(permission text) RETURNS boolean \
+           LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'has_permission_fast';"
+)]
 pub fn has_permission(permission: Option<&str>) -> bool {
+    if let Some(answer) = permission.and_then(|name| known_answer(name.as_bytes())) {
+        return answer;
+    }
     let permission = check_permission_name(permission);
-    permission_decision(permission).unwrap_or(false)
+    let answer = permission_decision(permission).unwrap_or(false);
+    Cache::with(|c| c.answers.push((permission.into(), answer)));
+    answer
+}
+
+/// The answer `has_permission()` already gave in this statement for `name`, if any. Cannot
+/// raise or panic.
+fn known_answer(name: &[u8]) -> Option<bool> {
+    CACHE.with(|c| {
+        let cache = c.try_borrow().ok()?;
+        if cache.key != Some(StatementKey::now()) {
+            return None;
+        }
+        cache
+            .answers
+            .iter()
+            .find(|(p, _)| p.as_bytes() == name)
+            .map(|(_, answer)| *answer)
+    })
+}
+
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_has_permission_fast() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// The entry point of `tenancy.has_permission(text)`. A policy calls it for every row with the
+/// same constant: the answer given earlier in the statement is read straight from the
+/// argument's bytes (a plain, uncompressed value), with no error boundary, no conversion and no
+/// allocation. Anything else goes through pgrx's wrapper of `has_permission`.
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid call frame of one argument.
+#[no_mangle]
+#[doc(hidden)]
+pub unsafe extern "C-unwind" fn has_permission_fast(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: the function manager passes a frame with `nargs` arguments; a non-null text
+    // argument points to a varlena, read only when it is neither external nor compressed.
+    unsafe {
+        if (*fcinfo).nargs == 1 {
+            let arg = (*fcinfo).args.as_slice(1)[0];
+            let text = arg.value.cast_mut_ptr::<pg_sys::varlena>();
+            if !arg.isnull
+                && !pgrx::varlena::varatt_is_1b_e(text)
+                && !pgrx::varlena::varatt_is_4b_c(text)
+            {
+                let name = std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(text).cast::<u8>(),
+                    pgrx::varlena::varsize_any_exhdr(text),
+                );
+                if let Some(answer) = known_answer(name) {
+                    return pg_sys::Datum::from(answer);
+                }
+            }
+        }
+        has_permission_wrapper(fcinfo)
+    }
 }
 
 /// Raises unless the context's actor holds `permission`: `28000` without a context, `42501`

@@ -18,6 +18,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use pgrx::pg_sys;
 
 use crate::{citus, context, privileged, statement};
@@ -33,7 +35,7 @@ static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 thread_local! {
     /// Per table: the tenant column's number when it is a distributed isolated table whose
     /// distribution column is the tenant column; `None` otherwise.
-    static TABLES: RefCell<HashMap<pg_sys::Oid, Option<i16>>> = RefCell::new(HashMap::new());
+    static TABLES: RefCell<HashMap<pg_sys::Oid, Option<i16>, RandomState>> = RefCell::new(HashMap::default());
     /// Set while this hook looks tables up (its queries are planned too).
     static LOOKING_UP: Cell<bool> = const { Cell::new(false) };
 }

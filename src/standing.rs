@@ -11,11 +11,10 @@
 
 use std::cell::Cell;
 
-use pgrx::pg_sys;
 use uuid::Uuid;
 
 use crate::context::{self, Context, Remote, Source};
-use crate::{cache, citus, decision, error, privileged};
+use crate::{cache, citus, decision, error, privileged, unguarded};
 
 /// Tokens made from tokens are followed this far up; deeper chains do not verify.
 const MAX_TOKEN_CHAIN: usize = 16;
@@ -37,8 +36,7 @@ thread_local! {
 }
 
 fn now_pg_us() -> i64 {
-    // SAFETY: plain read of the statement's start time.
-    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
+    unguarded::statement_start()
 }
 
 /// Why the transaction's context no longer stands, or `Ok` (also without a context). Cheap

@@ -14,6 +14,8 @@ use std::ffi::c_void;
 
 use pgrx::pg_sys;
 
+use crate::unguarded;
+
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// How deep in the planner the session is (0: not planning).
@@ -61,10 +63,7 @@ pub fn local_xid() -> u32 {
 /// Where the session is: (local transaction id, top-level statement, command id). Changes
 /// whenever a new statement (or command within one) runs; keys what lives for one statement.
 pub fn position() -> (u32, u64, u32) {
-    // SAFETY: plain read of transaction state.
-    (local_xid(), current(), unsafe {
-        pg_sys::GetCurrentCommandId(false)
-    })
+    (local_xid(), current(), unguarded::command_id())
 }
 
 /// Whether the planner is running. The planner evaluates STABLE functions to estimate

@@ -464,6 +464,38 @@ fn token_that_expires_mid_transaction_is_refused_on_the_next_call() {
     );
 }
 
+/// A connection keeps what a token it verified said (so that a token presented again skips
+/// the hashing): the kept answer must give way as soon as the row or the key it matched
+/// changes.
+#[test]
+fn a_token_verified_before_is_decided_again_when_its_row_or_key_changes() {
+    let s = setup("again");
+    let mut c = s.client();
+    let (id, api) = s.api_token(&["orders:read"]);
+    assert_eq!(authenticate(&mut c, &api).unwrap(), s.t.a);
+    assert_eq!(authenticate(&mut c, &api).unwrap(), s.t.a);
+    s.db.admin()
+        .execute(
+            "UPDATE tenancy.api_tokens SET token_hash = sha256('another token') WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_auth_failed(authenticate(&mut c, &api));
+
+    let (kid, secret) = s.signing_key();
+    let now = db_now(&mut c);
+    let jwt = mint_jwt(&kid, &secret, &json!({"tid": s.t.a, "exp": now + 300}));
+    assert_eq!(authenticate(&mut c, &jwt).unwrap(), s.t.a);
+    assert_eq!(authenticate(&mut c, &jwt).unwrap(), s.t.a);
+    s.db.admin()
+        .execute(
+            "UPDATE tenancy.signing_keys SET secret = decode(repeat('ab', 32), 'hex') WHERE kid = $1",
+            &[&kid],
+        )
+        .unwrap();
+    assert_auth_failed(authenticate(&mut c, &jwt));
+}
+
 #[test]
 fn invitation_binds_the_exact_email() {
     let s = setup("binding");

@@ -1,23 +1,27 @@
 //! A map of bounded size for the caches: two generations, the older one dropped when the newer
-//! fills up (an approximation of LRU without per-entry bookkeeping).
+//! fills up (an approximation of LRU without per-entry bookkeeping). Hashed with foldhash,
+//! seeded per process: several times cheaper than SipHash on uuid keys, and what the caches
+//! store is never chosen by an attacker anyway (unknown keys are not stored).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use foldhash::fast::RandomState;
+
 /// A map of bounded size that keeps recently used entries: two generations, the older one
 /// dropped when the newer fills up (an approximation of LRU without per-entry bookkeeping).
 pub struct Bounded<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+    young: HashMap<K, V, RandomState>,
+    old: HashMap<K, V, RandomState>,
     half: usize,
 }
 
 impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
     pub fn new(capacity: usize) -> Self {
         Bounded {
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: HashMap::default(),
+            old: HashMap::default(),
             half: (capacity / 2).max(1),
         }
     }
@@ -43,8 +47,8 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
     }
 
     pub fn clear(&mut self) {
-        self.young = HashMap::new();
-        self.old = HashMap::new();
+        self.young = HashMap::default();
+        self.old = HashMap::default();
     }
 
     #[cfg(test)]

@@ -30,7 +30,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 use uuid::Uuid;
 
-use crate::privileged;
+use crate::{privileged, unguarded};
 use bounded::Bounded;
 use invalidation::{
     ALL_TABLES, API_TOKENS, MEMBERSHIPS, PERMISSIONS, RECHECK, ROLES, ROLE_PERMISSIONS,
@@ -144,8 +144,7 @@ fn apply_stale(caches: &mut Caches) {
 }
 
 fn in_parallel_mode() -> bool {
-    // SAFETY: plain read of transaction state.
-    unsafe { pg_sys::IsInParallelMode() }
+    unguarded::in_parallel_mode()
 }
 
 /// Whether the invalidation triggers are in place (so caching is safe), checking when needed.

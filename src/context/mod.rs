@@ -19,7 +19,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use uuid::Uuid;
 
-use crate::{error, privileged, statement};
+use crate::{error, privileged, statement, unguarded};
 
 mod value;
 pub use value::{Context, GrantedActor, Remote, Source};
@@ -41,6 +41,9 @@ thread_local! {
     /// The context in effect: the local one, else the remote one.
     static CURRENT: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
     static TENANT: Cell<Option<[u8; 16]>> = const { Cell::new(None) };
+    /// The last value of `tenancy.context` decoded, and what it decodes to: a context is
+    /// written once and installed again at every revert to it, and decoding is the dear part.
+    static DECODED: RefCell<Option<(String, Option<Rc<Context>>)>> = const { RefCell::new(None) };
     /// Bumped on every change, so caches keyed on the actor can tell contexts apart.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
@@ -50,9 +53,19 @@ fn install(raw: &str) {
     let decoded = if raw.is_empty() {
         None
     } else {
-        Context::decode(raw)
+        DECODED.with(|d| {
+            let mut last = d.borrow_mut();
+            match &*last {
+                Some((text, ctx)) if text == raw => ctx.clone(),
+                _ => {
+                    let ctx = Context::decode(raw).map(Rc::new);
+                    *last = Some((raw.to_owned(), ctx.clone()));
+                    ctx
+                }
+            }
+        })
     };
-    LOCAL.with(|c| *c.borrow_mut() = decoded.map(Rc::new));
+    LOCAL.with(|c| *c.borrow_mut() = decoded);
     refresh_effective();
 }
 
@@ -162,8 +175,7 @@ pub fn generation() -> u64 {
 /// Enters `ctx` for the rest of the transaction, enforcing one tenant per transaction.
 /// Returns false when the very same context is already set (a no-op).
 pub fn enter(ctx: &Context) -> bool {
-    let encoded = ctx.encode();
-    if Context::decode(&encoded).as_ref() != Some(ctx) {
+    if !ctx.representable() {
         error::unauthenticated(
             "tenancy: the context cannot be represented",
             "scopes must be permission names such as 'orders:read'",
@@ -182,12 +194,14 @@ pub fn enter(ctx: &Context) -> bool {
             "call tenancy.clear_context() before entering another tenant or actor",
         );
     }
-    // SAFETY: plain read of transaction state.
-    if !unsafe { pg_sys::IsTransactionBlock() } {
+    if !unguarded::in_transaction_block() {
         pgrx::warning!(
             "tenancy: no transaction block is open, so the context lasts for this statement only"
         );
     }
+    let encoded = ctx.encode();
+    // The assign hook finds the context already decoded.
+    DECODED.with(|d| *d.borrow_mut() = Some((encoded.clone(), Some(Rc::new(ctx.clone())))));
     write(&encoded);
     true
 }

@@ -54,15 +54,21 @@ impl Context {
     /// `t=<uuid>;u=<uuid>;k=<uuid>;a=<uuid>;s=<source>;j=<kid>;x=<exp>;p=<scope> <scope>`
     /// (all but t and s optional).
     pub fn encode(&self) -> String {
-        let mut out = format!("t={}", self.tenant);
+        fn push_uuid(out: &mut String, key: &str, u: Uuid) {
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            out.push_str(key);
+            out.push_str(u.hyphenated().encode_lower(&mut buf));
+        }
+        let mut out = String::with_capacity(160);
+        push_uuid(&mut out, "t=", self.tenant);
         if let Some(u) = self.user {
-            out.push_str(&format!(";u={u}"));
+            push_uuid(&mut out, ";u=", u);
         }
         if let Some(k) = self.token {
-            out.push_str(&format!(";k={k}"));
+            push_uuid(&mut out, ";k=", k);
         }
         if let Some(a) = self.actor {
-            out.push_str(&format!(";a={a}"));
+            push_uuid(&mut out, ";a=", a);
         }
         out.push_str(";s=");
         out.push_str(self.source.as_str());
@@ -71,13 +77,37 @@ impl Context {
             out.push_str(kid);
         }
         if let Some(exp) = self.exp {
-            out.push_str(&format!(";x={exp}"));
+            out.push_str(";x=");
+            out.push_str(&exp.to_string());
         }
         if let Some(scopes) = &self.scopes {
             out.push_str(";p=");
-            out.push_str(&scopes.join(" "));
+            for (i, scope) in scopes.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(scope);
+            }
         }
         out
+    }
+
+    /// Whether `decode(encode())` gives this context back: every scope is a non-empty word
+    /// without a separator, the key id is one `tenancy.signing_keys` allows, and a key id and
+    /// an expiry come together, in a JWT's context only. (The unit tests hold it to the round
+    /// trip.)
+    pub fn representable(&self) -> bool {
+        let scopes_ok = self.scopes.as_ref().is_none_or(|scopes| {
+            scopes
+                .iter()
+                .all(|s| !s.is_empty() && !s.contains([' ', ';', '\n', '\0']))
+        });
+        let jwt_ok = match (&self.kid, self.exp) {
+            (Some(kid), Some(_)) => self.source == Source::Jwt && is_kid(kid),
+            (None, None) => self.source != Source::Jwt,
+            _ => false,
+        };
+        scopes_ok && jwt_ok
     }
 
     /// The inverse of `encode`; anything malformed decodes to no context (fail closed).
@@ -94,7 +124,7 @@ impl Context {
                 "s" if source.is_none() => source = Some(Source::parse(value)?),
                 "j" if kid.is_none() && is_kid(value) => kid = Some(value.to_owned()),
                 "x" if exp.is_none() => exp = Some(value.parse().ok()?),
-                "p" if scopes.is_none() => {
+                "p" if scopes.is_none() && !value.contains('\n') => {
                     scopes = Some(
                         value
                             .split(' ')
@@ -283,6 +313,48 @@ mod tests {
         c.kid = Some("k-1_A".into());
         c.exp = Some(1_900_000_000);
         assert_eq!(Context::decode(&c.encode()), Some(c));
+    }
+
+    #[test]
+    fn representable_is_the_round_trip() {
+        let mut cases = vec![sample()];
+        let mut c = sample();
+        c.source = Source::ApiToken;
+        for scopes in [
+            vec![],
+            vec!["orders:read".to_string()],
+            vec!["a b".to_string()],
+            vec!["".to_string()],
+            vec!["x;y".to_string()],
+            vec!["x\ny".to_string()],
+            vec!["x=y".to_string()],
+        ] {
+            c.scopes = Some(scopes);
+            cases.push(c.clone());
+        }
+        let mut j = sample();
+        j.source = Source::Jwt;
+        for (kid, exp) in [
+            (Some("k-1_A"), Some(5)),
+            (Some("bad kid"), Some(5)),
+            (Some("k1"), None),
+            (None, Some(5)),
+            (None, None),
+        ] {
+            j.kid = kid.map(str::to_owned);
+            j.exp = exp;
+            cases.push(j.clone());
+            let mut other = j.clone();
+            other.source = Source::SetTenant;
+            cases.push(other);
+        }
+        for c in cases {
+            assert_eq!(
+                c.representable(),
+                Context::decode(&c.encode()).as_ref() == Some(&c),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use tenancy_tokens::api_token;
 use uuid::Uuid;
 
-use super::{check_standing, last_used, random_bytes};
+use super::{check_standing, last_used, random_bytes, verified};
 use crate::cache;
 use crate::context::{Context, Source};
 
@@ -24,10 +24,18 @@ fn new_api_token(id: Option<pgrx::Uuid>) -> String {
 
 /// Verifies an API token and returns the context it opens, or why not.
 pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'static str)> {
-    let id = api_token::parse(token)
-        .map(Uuid::from_bytes)
-        .map_err(|r| (None, None, r.as_str()))?;
-    let computed = api_token::hash(token);
+    // A token this connection verified before skips the decoding and the hashing, as long as
+    // its row still holds the same hash (see `verified.rs`).
+    let known = verified::api_token(token);
+    let (id, computed) = match known {
+        Some(known) => known,
+        None => {
+            let id = api_token::parse(token)
+                .map(Uuid::from_bytes)
+                .map_err(|r| (None, None, r.as_str()))?;
+            (id, api_token::hash(token))
+        }
+    };
     let Some(row) = cache::api_token(id) else {
         // The same comparison as for a known id. Timing can still tell an id this connection
         // has cached from one it has not; ids are 122 random bits, so that reveals nothing an
@@ -36,7 +44,16 @@ pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, Option<Uuid>, &'sta
         return Err((None, Some(id), "unknown_token"));
     };
     if !tenancy_tokens::ct_eq(&row.hash, &computed) {
-        return Err((Some(row.tenant), Some(id), "bad_secret"));
+        // A kept hash no longer matching means the row changed: decide afresh.
+        let fresh = known.map(|_| api_token::hash(token));
+        match fresh {
+            Some(fresh) if tenancy_tokens::ct_eq(&row.hash, &fresh) => {
+                verified::remember_api_token(token, (id, fresh));
+            }
+            _ => return Err((Some(row.tenant), Some(id), "bad_secret")),
+        }
+    } else if known.is_none() {
+        verified::remember_api_token(token, (id, computed));
     }
     // Revocation and expiry (its own and its parents') are checked with the rest of its
     // standing.

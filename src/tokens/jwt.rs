@@ -4,17 +4,43 @@
 //! `sub` (user, optional, must be a member), `exp` (required), `nbf` and `iat` honoured,
 //! `scope` (space-separated) narrows the user's permissions.
 
+use std::rc::Rc;
+
 use tenancy_tokens::jwt;
 use uuid::Uuid;
 
-use super::{check_standing, keys};
+use super::{check_standing, keys, verified};
 use crate::clock::now_unix_us;
 use crate::context::{Context, Source};
 
 /// Verifies a JWT and returns the context it opens, or why not.
 pub fn verify(token: &str) -> Result<Context, (Option<Uuid>, &'static str)> {
-    let claims =
-        jwt::verify(token, now_unix_us(), keys::active_secret).map_err(|r| (None, r.as_str()))?;
+    let now = now_unix_us();
+    // A token this connection verified before skips the decoding, the parsing and the HMAC,
+    // as long as its key is still active with the same secret; its times are checked again
+    // (see `verified.rs`).
+    let kept = verified::jwt(token).filter(|(key, claims)| {
+        keys::active_secret(&claims.kid).is_some_and(|active| tenancy_tokens::ct_eq(&active, key))
+    });
+    let claims = match kept {
+        Some((_, claims)) => {
+            jwt::check_times(&claims, now).map_err(|r| (None, r.as_str()))?;
+            (*claims).clone()
+        }
+        None => {
+            let mut used_key = None;
+            let claims = jwt::verify(token, now, |kid| {
+                let key = keys::active_secret(kid);
+                used_key.clone_from(&key);
+                key
+            })
+            .map_err(|r| (None, r.as_str()))?;
+            if let Some(key) = used_key {
+                verified::remember_jwt(token, (Rc::new(key), Rc::new(claims.clone())));
+            }
+            claims
+        }
+    };
     let tenant = Uuid::try_parse(&claims.tid).map_err(|_| (None, "bad_tid"))?;
     let user = match &claims.sub {
         Some(sub) => Some(Uuid::try_parse(sub).map_err(|_| (Some(tenant), "bad_sub"))?),

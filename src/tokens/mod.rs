@@ -9,6 +9,7 @@ pub mod invite;
 pub mod jwt;
 pub mod keys;
 mod last_used;
+mod verified;
 
 use pgrx::prelude::*;
 use uuid::Uuid;

@@ -162,10 +162,25 @@ pub fn verify(
     let scope = opt_str(&payload, "scope")?
         .map(|s| scopes(&s))
         .transpose()?;
-    let exp_us = to_us(exp)?;
-    let nbf_us = nbf.map(to_us).transpose()?;
-    let iat_us = iat.map(to_us).transpose()?;
+    let claims = Claims {
+        tid,
+        sub,
+        exp,
+        nbf,
+        iat,
+        scope,
+        kid,
+    };
+    check_times(&claims, now_us)?;
+    Ok(claims)
+}
 
+/// Step 8 of [`verify`] on its own: the claims' times at `now_us` (a caller that kept the
+/// claims of a token it verified earlier checks them again with this).
+pub fn check_times(claims: &Claims, now_us: i64) -> Result<(), Reason> {
+    let exp_us = to_us(claims.exp)?;
+    let nbf_us = claims.nbf.map(to_us).transpose()?;
+    let iat_us = claims.iat.map(to_us).transpose()?;
     if now_us >= exp_us {
         return Err(Reason::Expired);
     }
@@ -175,15 +190,7 @@ pub fn verify(
     if iat_us.is_some_and(|iat_us| iat_us > now_us.saturating_add(IAT_LEEWAY_US)) {
         return Err(Reason::IssuedInFuture);
     }
-    Ok(Claims {
-        tid,
-        sub,
-        exp,
-        nbf,
-        iat,
-        scope,
-        kid,
-    })
+    Ok(())
 }
 
 /// Writes `v` as compact JSON with object keys sorted, whatever serde_json's features.
