@@ -25,10 +25,12 @@ SELECT pg_catalog.date_trunc('hour', l.at) AS hour,
   FROM @extschema@.auth_log l
  GROUP BY 1, 2, 3, 4;
 
--- has_permission() answers a repeated question (a policy's, for every row) through an entry
--- point of its own (the grants stay).
+-- has_permission() and current_tenant() answer a policy's call for every row through entry
+-- points of their own (the grants stay).
 CREATE OR REPLACE FUNCTION @extschema@.has_permission(permission text) RETURNS boolean
 LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'has_permission_fast';
+CREATE OR REPLACE FUNCTION @extschema@.current_tenant() RETURNS uuid STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'current_tenant_fast';
 
 -- log_status() reports merged events.
 DROP FUNCTION @extschema@.log_status();

@@ -1,11 +1,12 @@
 //! PostgreSQL functions called directly, without pgrx's error boundary.
 //!
 //! pgrx wraps every function of `pg_sys` so that a PostgreSQL error becomes a Rust panic: a
-//! `sigsetjmp` per call, which costs more than these functions do. The hooks call the ones
-//! below on every statement, or on every function a query runs, so they are declared here as
-//! PostgreSQL exports them. They are reads of backend state that do not raise, or (the relation
-//! cache) raise only on a broken catalog, in which case the error longjmps through the hook's
-//! plain frames, as PostgreSQL's own hooks expect.
+//! `sigsetjmp` per call, which costs more than these functions do. The hooks and the entry
+//! points that policies call for every row use the ones below, declared here as PostgreSQL
+//! exports them. They are reads of backend state that do not raise, or raise only on a broken
+//! catalog (the relation cache) or when memory is exhausted (palloc); such an error longjmps
+//! through the callers' plain frames, which hold nothing to drop, as PostgreSQL's own hooks
+//! expect.
 
 use pgrx::pg_sys;
 
@@ -22,6 +23,7 @@ mod ffi {
         pub fn GetCurrentStatementStartTimestamp() -> pg_sys::TimestampTz;
         pub fn RelationIdGetRelation(relid: pg_sys::Oid) -> pg_sys::Relation;
         pub fn RelationClose(relation: pg_sys::Relation);
+        pub fn palloc(size: usize) -> *mut std::ffi::c_void;
     }
 }
 
@@ -65,6 +67,12 @@ pub fn command_id() -> pg_sys::CommandId {
 pub fn statement_start() -> pg_sys::TimestampTz {
     // SAFETY: reads transaction state.
     unsafe { ffi::GetCurrentStatementStartTimestamp() }
+}
+
+/// `size` bytes in the current memory context (raises only when memory is exhausted).
+pub fn palloc(size: usize) -> *mut std::ffi::c_void {
+    // SAFETY: allocates in the current memory context.
+    unsafe { ffi::palloc(size) }
 }
 
 /// Runs `f` on the relation-cache entry of `relid` (`None`: no such relation).

@@ -223,14 +223,53 @@ pub fn from_pg(u: pgrx::Uuid) -> Uuid {
 }
 
 /// The context's tenant; `28000` when there is none (NULL while the planner estimates, see
-/// `statement::planning`).
-#[pg_extern(stable, parallel_safe)]
+/// `statement::planning`). SQL calls it through `current_tenant_fast`.
+#[pg_extern(
+    stable,
+    parallel_safe,
+    sql = "CREATE FUNCTION @extschema@.current_tenant() RETURNS uuid STRICT STABLE PARALLEL SAFE \
+           LANGUAGE c AS 'MODULE_PATHNAME', 'current_tenant_fast';"
+)]
 fn current_tenant() -> Option<pgrx::Uuid> {
     READ_IN.with(|r| r.set(statement::current()));
     match TENANT.with(|t| t.get()) {
         Some(bytes) => Some(pgrx::Uuid::from_bytes(bytes)),
         None if statement::planning() => None,
         None => error::no_tenant_context(),
+    }
+}
+
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_current_tenant_fast() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// The entry point of `tenancy.current_tenant()`. A policy calls it for every row a scan
+/// filters (an index key computes it once per scan): with a context, the tenant is copied out
+/// of the backend's memory with no error boundary and no conversion. Without one, pgrx's
+/// wrapper of `current_tenant` decides (NULL while planning, else `28000`).
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid call frame.
+#[no_mangle]
+#[doc(hidden)]
+pub unsafe extern "C-unwind" fn current_tenant_fast(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let Some(bytes) = TENANT.with(|t| t.get()) else {
+        // SAFETY: the same frame, passed on.
+        return unsafe { current_tenant_wrapper(fcinfo) };
+    };
+    READ_IN.with(|r| r.set(statement::current()));
+    // SAFETY: a uuid datum is a pointer to its 16 bytes, allocated in the caller's memory
+    // context as any function result is; the frame is valid (see above).
+    unsafe {
+        let value = unguarded::palloc(bytes.len()).cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), value, bytes.len());
+        (*fcinfo).isnull = false;
+        pg_sys::Datum::from(value)
     }
 }
 
