@@ -5,6 +5,9 @@
 //! only modules listed above it, so the files can be read from the top of this list down
 //! (`scripts/check-modules.py`, run by `make lint`, keeps it so).
 
+// Every unsafe operation sits in an `unsafe` block of its own with a SAFETY comment.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 // Leaves: PostgreSQL functions called without pgrx's boundary; the error contract, time,
 // settings, privileged queries, the statement counter.
 mod unguarded;
