@@ -219,49 +219,24 @@ mod ended {
 
     static mut RING_PTR: *mut Ring = std::ptr::null_mut();
     static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
-    static mut PREV_SHMEM_REQUEST: Option<unsafe extern "C-unwind" fn()> = None;
-    static mut PREV_SHMEM_STARTUP: Option<unsafe extern "C-unwind" fn()> = None;
-
+    /// Places the table in shared memory. Called from `_PG_init` in the postmaster only.
     pub unsafe fn install_hooks() {
-        // SAFETY: setting PostgreSQL's hook globals during _PG_init in the postmaster.
+        // SAFETY: see `shmem::register`; `attach` stores what the postmaster created.
         unsafe {
-            PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-            pg_sys::shmem_request_hook = Some(shmem_request);
-            PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-            pg_sys::shmem_startup_hook = Some(shmem_startup);
+            crate::shmem::register(crate::shmem::Region {
+                name: SHMEM_NAME,
+                tranche: TRANCHE,
+                size: std::mem::size_of::<Ring>(),
+                attach,
+            });
         }
     }
 
-    #[pgrx::pg_guard]
-    unsafe extern "C-unwind" fn shmem_request() {
-        // SAFETY: PostgreSQL's shmem_request_hook protocol (postmaster start-up).
+    unsafe fn attach(at: *mut std::ffi::c_void, lock: *mut pg_sys::LWLock) {
+        // SAFETY: called by shmem_startup in the postmaster, before any backend exists.
         unsafe {
-            if let Some(prev) = PREV_SHMEM_REQUEST {
-                prev();
-            }
-            pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Ring>());
-            pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), 1);
-        }
-    }
-
-    #[pgrx::pg_guard]
-    unsafe extern "C-unwind" fn shmem_startup() {
-        // SAFETY: PostgreSQL's shmem_startup_hook protocol, in the postmaster before any backend.
-        unsafe {
-            if let Some(prev) = PREV_SHMEM_STARTUP {
-                prev();
-            }
-            let mut found = false;
-            let ring = pg_sys::ShmemInitStruct(
-                SHMEM_NAME.as_ptr(),
-                std::mem::size_of::<Ring>(),
-                &mut found,
-            ) as *mut Ring;
-            if !found {
-                std::ptr::write_bytes(ring, 0, 1);
-            }
-            RING_PTR = ring;
-            LOCK = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
+            RING_PTR = at.cast();
+            LOCK = lock;
         }
     }
 

@@ -9,13 +9,14 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 // Leaves: PostgreSQL functions called without pgrx's boundary; the error contract, time,
-// settings, privileged queries, the statement counter.
+// settings, privileged queries, structures in shared memory, the statement counter.
 mod unguarded;
 
 mod clock;
 mod error;
 mod gucs;
 mod privileged;
+mod shmem;
 mod statement;
 
 // Who is an application role (asked by the hooks below); what pg_tenancy uses of Citus.

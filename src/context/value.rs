@@ -380,16 +380,7 @@ mod tests {
     #[test]
     fn payload_round_trip() {
         let remote = Remote {
-            ctx: Context {
-                tenant: Uuid::from_u128(1),
-                user: Some(Uuid::from_u128(2)),
-                token: None,
-                actor: Some(Uuid::from_u128(2)),
-                source: Source::SetTenant,
-                scopes: None,
-                kid: None,
-                exp: None,
-            },
+            ctx: sample(),
             actor: Some(GrantedActor {
                 role: Some("staff".into()),
                 rank: Some(40),

@@ -362,8 +362,6 @@ const TRANCHE: &CStr = c"pg_tenancy";
 
 static mut QUEUE: *mut Queue = std::ptr::null_mut();
 static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
-static mut PREV_SHMEM_REQUEST: Option<unsafe extern "C-unwind" fn()> = None;
-static mut PREV_SHMEM_STARTUP: Option<unsafe extern "C-unwind" fn()> = None;
 
 /// The queue under its lock, exclusive; released when the guard drops.
 pub struct Locked(*mut Queue);
@@ -401,47 +399,23 @@ impl Drop for Locked {
     }
 }
 
-/// Installs the shared-memory hooks. Called from `_PG_init` in the postmaster only.
+/// Places the queue in shared memory. Called from `_PG_init` in the postmaster only.
 pub unsafe fn install_hooks() {
-    // SAFETY: setting PostgreSQL's hook globals during _PG_init in the postmaster.
+    // SAFETY: see `shmem::register`; `attach` stores what the postmaster created.
     unsafe {
-        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(shmem_request);
-        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(shmem_startup);
+        crate::shmem::register(crate::shmem::Region {
+            name: SHMEM_NAME,
+            tranche: TRANCHE,
+            size: std::mem::size_of::<Queue>(),
+            attach,
+        });
     }
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_request() {
-    // SAFETY: PostgreSQL's shmem_request_hook protocol (postmaster start-up).
+unsafe fn attach(at: *mut std::ffi::c_void, lock: *mut pg_sys::LWLock) {
+    // SAFETY: called by shmem_startup in the postmaster, before any backend exists.
     unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            prev();
-        }
-        pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Queue>());
-        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), 1);
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_startup() {
-    // SAFETY: PostgreSQL's shmem_startup_hook protocol. It runs in the postmaster, before any
-    // backend exists (and again after a crash, when none is left), so nothing races it.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            prev();
-        }
-        let mut found = false;
-        let queue = pg_sys::ShmemInitStruct(
-            SHMEM_NAME.as_ptr(),
-            std::mem::size_of::<Queue>(),
-            &mut found,
-        ) as *mut Queue;
-        if !found {
-            std::ptr::write_bytes(queue, 0, 1);
-        }
-        QUEUE = queue;
-        LOCK = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
+        QUEUE = at.cast();
+        LOCK = lock;
     }
 }
