@@ -20,42 +20,36 @@ NOTES = {
     "point_tenancy": (
         "A point select by primary key costs the backend ~100 µs of CPU per transaction here "
         "(parse, plan, one index probe, commit), so 5 % is ~5 µs, and the rounds' own spread is "
-        "larger than that. With the tenant's status cached per connection, pg_tenancy's own code "
-        "in this transaction is ~2 µs (the context written through `set_config_option` "
-        "included). A profile comparing this transaction with the hand-written one puts the "
-        "rest (~+15 µs) in PostgreSQL's handling of the contract's SQL: the call "
-        "`tenancy.set_tenant(uuid, uuid DEFAULT NULL)` with one argument (~+9 µs over "
-        "`set_config()`: the schema look-up with its USAGE check, the candidate search, the "
-        "DEFAULT expression read back from `pg_proc` and parsed by the parser and again by the "
-        "planner, and an EXECUTE check against a role grant instead of PUBLIC), and the "
-        "policy's `(SELECT tenancy.current_tenant())`, an InitPlan planned as a subquery and "
-        "run as its own executor node (~+5 µs over an inline `current_setting()`). Both shapes "
-        "are fixed by the contract; the InitPlan is what keeps large scans at one call per "
-        "statement (see the aggregate). What it would take: prepared statements remove the "
-        "parsing and planning from every variant alike (see the prepared contrast rows: its "
-        "first, quietest rounds reached 0.96); in this harness's one-round-trip simple-protocol "
-        "transactions, a change of the contract's SQL shapes, not of pg_tenancy's code."),
+        "larger than that. Counted in instructions (see \"Instructions per transaction\" below, "
+        "which also says where each one goes), `set_tenant` costs 1.12 × limit in both "
+        "protocols: PostgreSQL's price for calling `tenancy.set_tenant(uuid)`, a C function "
+        "executable by `tenancy_app` only (the EXECUTE check against a role grant, the "
+        "function manager) that writes a protected setting (`set_config_option`); the policy "
+        "calls `tenancy.current_tenant()` inline, an index key computed once per scan. What it "
+        "would take: see the instruction counts; throughput on this machine cannot show the "
+        "remaining difference."),
     "point_tenancy_vs_hand": (
-        "See the row above: `set_tenant()` verifies the tenant (from the cache: well under a "
-        "µs) and writes a protected setting, as `set_config()` writes an open one; the "
-        "difference is PostgreSQL parsing a schema-qualified call with a DEFAULT argument, and "
-        "planning the contract's InitPlan instead of an inline `current_setting()`. The median "
-        "is within the rounds' spread of 1.00."),
+        "See the row above: `set_tenant()` verifies the tenant (from the cache) and writes a "
+        "protected setting, as `set_config()` writes an open one; counted in instructions it is "
+        "0.91 × hand-written (simple) and 1.05 × (prepared). The median is within the rounds' "
+        "spread of 1.00."),
     "point_perm": (
-        "As for `set_tenant` alone, plus a second policy (RESTRICTIVE, `(SELECT "
-        "tenancy.has_permission(...))`): a second InitPlan to plan and run. The membership, the "
-        "role's grants and the permission name come from the per-connection caches (no query in "
-        "the steady state); what remains is PostgreSQL planning two subqueries per statement."),
+        "As for `set_tenant` alone, plus the user's membership looked up when the context is "
+        "entered and the permission ANDed into the policy: `has_permission()` decides at its "
+        "first call in a statement (the name, the actor and its grants from the per-connection "
+        "caches, no query in the steady state) and answers every later call of the statement "
+        "from that decision."),
     "point_apitoken": (
-        "`authenticate()` of a cached token is a base64url decode, one SHA-256, a constant-time "
-        "comparison and cache look-ups (~1.7 µs, see the micro-benchmark); the rest is as for "
-        "`set_tenant` (parsing the call, the policy's InitPlan). `last_used_at` is written once "
-        "a minute per token and connection, so one transaction in many thousands carries an "
-        "UPDATE."),
+        "A connection keeps the tokens it verified: `authenticate()` of a token presented "
+        "again is a keyed hash of its text, a constant-time comparison and cache look-ups (its "
+        "revocation, expiry and creator's membership checked as always); the rest is as for "
+        "`set_tenant`. `last_used_at` is written by the log writer at most once a minute per "
+        "token, so no transaction carries an UPDATE."),
     "point_jwt": (
-        "`authenticate()` of a JWT is a base64url decode, a JSON parse and one HMAC-SHA256 "
-        "(~3.7 µs, see the micro-benchmark; the key and the membership come from the caches); "
-        "the rest is as for `set_tenant`."),
+        "As for API tokens: a JWT presented again on a connection skips the base64url decoding, "
+        "the JSON parse and the HMAC-SHA256 while its key's secret is unchanged (its times, "
+        "the key's retirement and the membership are checked at every use); the rest is as for "
+        "`set_tenant`."),
     "agg_tenancy": (
         "The plans are the same (a bitmap heap scan over the tenant index, ~6,500 heap pages for "
         "10,000 scattered rows), so the difference is the fixed per-transaction cost seen in the "
@@ -63,8 +57,9 @@ NOTES = {
         "a shared machine is within the rounds' spread."),
     "insert_tenancy": (
         "A single-row INSERT costs ~110-150 µs of backend CPU here; pg_tenancy adds what the point "
-        "select shows (parsing the `set_tenant()` call, the WITH CHECK InitPlan) and the column "
-        "default `tenancy.current_tenant()`. Same cause, same remedy: prepared statements."),
+        "select shows (the `set_tenant()` call), the WITH CHECK `tenancy.check_row_tenant()` and "
+        "the column default `tenancy.current_tenant()`: two more C functions initialised per "
+        "statement."),
     "micro_current_tenant": (
         "current_tenant() is a thread-local read plus a uuid return through the function-call "
         "interface; a miss would point to pgrx's per-call overhead (panic guard, memory context "
@@ -497,7 +492,7 @@ def markdown(res, rows, labels, svg_rel):
             if scen == "agg":
                 a("The planner knows the frequency of a constant tenant id (limit: a large tenant "
                   "is in the most-common-values list), but not the value of `current_setting()`, "
-                  "of a function call or of pg_tenancy's InitPlan parameter, for which it "
+                  "or of a function call such as `tenancy.current_tenant()`, for which it "
                   "assumes an average tenant (~1,000 rows). The helper also carries a "
                   "function's default `COST 100`, which makes a bitmap heap scan (whose recheck "
                   "would call it per row) look expensive, so its policy tends to get a plain "
@@ -514,7 +509,7 @@ def markdown(res, rows, labels, svg_rel):
               "prepared, so each transaction is four round trips here (for every variant "
               "alike), and absolute rates are not comparable with the one-round-trip table "
               "above. This is what an application using prepared statements pays: "
-              "`set_tenant()`'s argument handling and the policy's InitPlan are planned once.")
+              "the `set_tenant()` call and the policy are planned once.")
             a("")
         a("| variant | transactions/s | ratio to limit | mean latency (ms) |")
         a("|---|---|---|---|")
