@@ -116,6 +116,14 @@ else
 test: lint unit-test fuzz-smoke test-major
 endif
 
+# The Citus tests (tests/citus.rs: a coordinator and two workers it starts itself), failing when
+# citus.so is not installed in PostgreSQL $(PG_MAJOR) (make test runs them when it is, and says
+# so when it skips them). Citus is not in the package registries: build it from its source for
+# this major (docs/scaling.md).
+test-citus: install-dev
+	TENANCY_REQUIRE_CITUS=1 cargo test --no-default-features --features "$(FEATURES) client-tests" \
+	    --test citus -- --test-threads=2 --nocapture
+
 # A cluster of the oldest tested major with pg_tenancy in use, upgraded with the newest
 # major's pg_upgrade (tests/pg_upgrade.rs). Both builds are installed first. The old side runs
 # Debian's 15.18 server (scripts/pg-config.sh says why), with this build of pg_tenancy for 15.
