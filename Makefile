@@ -5,7 +5,7 @@
 #                  every tested PostgreSQL major (PG_MAJORS) one after the other, then the
 #                  pg_upgrade test from the oldest to the newest
 #   make install   install into the PostgreSQL that PG_CONFIG names
-#   make bench     (see BENCHMARKS.md)
+#   make bench     (see BENCHMARKS.md; also bench-instructions, bench-citus)
 #
 # PG_MAJOR picks one major for every target (`PG_MAJOR=18 make test`). Without it, `make test`
 # runs them all and the other targets use PostgreSQL 15 (Debian's, the one a Debian server
@@ -185,6 +185,19 @@ bench-instructions-smoke:
 	    --dir $(CLUSTERS)/bench-instructions-smoke \
 	    --out target/bench-instructions-smoke/pg$(PG_MAJOR)/BENCHMARKS.md \
 	    --json target/bench-instructions-smoke/pg$(PG_MAJOR)/results.json
+
+# A tenant's point select through a Citus coordinator with two workers (issue 14; BENCHMARKS.md,
+# "Citus"): pg_tenancy against the same query with WHERE tenant_id = … and no RLS, and against
+# the hand-written pattern, in one run. Not part of make test: it needs citus.so, which is in no
+# package registry (docs/scaling.md), and fails saying so without it. Ports BENCH_CITUS_PORT..+2;
+# ~5 minutes with the defaults.
+BENCH_CITUS_PORT ?= 28980
+.PHONY: bench-citus
+
+bench-citus: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES) && \
+	bench/run.sh --citus --port $(BENCH_CITUS_PORT) \
+	    --dir $(CLUSTERS)/bench-citus --out BENCHMARKS.md --json target/bench-citus.json
 
 demo: install-dev
 	scripts/cluster.sh start $(CLUSTERS)/demo $(DEMO_PORT)

@@ -659,11 +659,10 @@ def render(res, out_md, out_svg, labels):
     except ValueError:
         svg_rel = str(out_svg.resolve())
     text = markdown(res, rows, labels, svg_rel)
-    # The section `make bench-instructions` writes (bench/instructions.py) stays as it is.
+    # The sections `make bench-instructions` and `make bench-citus` write (bench/instructions.py,
+    # bench/citus.py) stay as they are.
     old = out_md.read_text() if out_md.exists() else ""
-    m = re.search(r"<!-- bench-instructions:begin -->.*?<!-- bench-instructions:end -->\n",
-                  old, re.S)
-    if m:
+    for m in re.finditer(r"<!-- bench-([a-z]+):begin -->.*?<!-- bench-\1:end -->\n", old, re.S):
         text = text.rstrip("\n") + "\n\n" + m.group(0)
     out_md.write_text(text)
 

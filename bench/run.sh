@@ -3,6 +3,7 @@
 # when it is missing (the harness uses the standard library only).
 #   bench/run.sh [--smoke] --port PORT --dir DATADIR --out REPORT.md --svg CHART.svg
 #   bench/run.sh --instructions [--smoke] --port PORT --dir DATADIR --out REPORT.md  (bench/instructions.py)
+#   bench/run.sh --citus --port PORT --dir DIR --out REPORT.md --json RESULTS.json   (bench/citus.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v python3 >/dev/null 2>&1; then
@@ -10,6 +11,10 @@ if ! command -v python3 >/dev/null 2>&1; then
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 >/dev/null
+fi
+if [ "${1:-}" = --citus ]; then
+    shift
+    exec python3 bench/citus.py "$@"
 fi
 if [ "${1:-}" = --instructions ]; then
     shift
