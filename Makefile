@@ -44,9 +44,10 @@ install: deps
 install-dev: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(FEATURES)
 
-# What does not depend on the major: frozen releases, formatting.
+# What does not depend on the major: frozen releases, modules that stack, formatting.
 lint: deps
 	scripts/check-releases.sh
+	scripts/check-modules.py
 	cargo fmt --check
 
 # What does: clippy on this major's bindings, and the Dockerfile's package for it.

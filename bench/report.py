@@ -397,7 +397,11 @@ def markdown(res, rows, labels, svg_rel):
     a("`make bench` measures what tenant isolation with pg_tenancy costs, against the physical "
       "limit (no row-level security, the application writes `WHERE tenant_id = …`) and against "
       "what people write by hand today, side by side in one run (issue 5). This file is written "
-      "by the harness (`bench/bench.py`, `bench/report.py`); rerun it rather than editing it.")
+      "by the harness (`bench/bench.py`, `bench/report.py`); rerun it rather than editing it. "
+      "Two sections at its end have harnesses of their own: [instructions per transaction]"
+      "(#instructions-per-transaction) (`make bench-instructions`, `bench/instructions.py`) "
+      "and [Citus](#citus-a-tenants-point-select-through-the-coordinator) "
+      "(`make bench-citus`, `bench/citus.py`).")
     a("")
     a(f"**These numbers were taken on a {mach['nproc']}-core virtual machine**, pgbench and the "
       "server on the same cores, the machine shared with other work (load average "

