@@ -22,7 +22,7 @@
 //! shards at the next statement, as on a single server. Without a secret, a worker refuses
 //! every value, and isolated shards fail closed with `28000`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
 
 use pgrx::{pg_guard, pg_sys, PgSqlErrorCode};
@@ -38,6 +38,37 @@ static mut SETTING_VALUE: *mut c_char = std::ptr::null_mut();
 thread_local! {
     /// Set while pg_tenancy hands a context over (its own queries must not do it again).
     static HANDING_OVER: Cell<bool> = const { Cell::new(false) };
+    /// The last value this backend sealed or verified, what it opens to, and the secrets it was
+    /// checked against: the setting's check and assign hooks see every value twice, and the
+    /// coordinator sets the value it has just sealed, so each is verified once.
+    static OPENED: RefCell<Option<Opened>> = const { RefCell::new(None) };
+}
+
+struct Opened {
+    sealed: String,
+    secrets: Vec<Vec<u8>>,
+    remote: Remote,
+}
+
+/// What `sealed` opened to, when it is the value last sealed or verified here and this node's
+/// secrets have not changed since (the same bytes verify the same way with the same secrets).
+fn opened_before(sealed: &str, secrets: &[Vec<u8>]) -> Option<Remote> {
+    OPENED.with(|o| {
+        o.borrow()
+            .as_ref()
+            .filter(|o| o.sealed == sealed && o.secrets == secrets)
+            .map(|o| o.remote.clone())
+    })
+}
+
+fn remember_opened(sealed: &str, secrets: Vec<Vec<u8>>, remote: &Remote) {
+    OPENED.with(|o| {
+        *o.borrow_mut() = Some(Opened {
+            sealed: sealed.to_owned(),
+            secrets,
+            remote: remote.clone(),
+        })
+    });
 }
 
 /// Defines `tenancy.signed_context`. Called from `_PG_init` before the prefix is reserved.
@@ -72,10 +103,15 @@ fn open(sealed: &str) -> Result<Remote, &'static str> {
     if secrets.is_empty() {
         return Err("no cluster secret is set on this node");
     }
+    if let Some(remote) = opened_before(sealed, &secrets) {
+        return Ok(remote);
+    }
     let payload = tenancy_tokens::cluster::open(sealed, secrets.iter().map(|s| s.as_slice()))
         .map_err(|_| "it does not verify with this node's cluster secret")?;
     let payload = String::from_utf8(payload).map_err(|_| "it is malformed")?;
-    Remote::decode(&payload).ok_or("it is malformed")
+    let remote = Remote::decode(&payload).ok_or("it is malformed")?;
+    remember_opened(sealed, secrets, &remote);
+    Ok(remote)
 }
 
 fn now_pg_us() -> i64 {
@@ -190,10 +226,14 @@ pub fn hand_over() {
                 made_at: now,
                 not_after: now.saturating_add(gucs::cluster_context_ttl_us()),
             };
-            let Some(sealed) = tenancy_tokens::cluster::seal(remote.encode().as_bytes(), &secret)
-            else {
+            let payload = remote.encode();
+            let Some(sealed) = tenancy_tokens::cluster::seal(payload.as_bytes(), &secret) else {
                 return;
             };
+            // What opening it here would give, without verifying the seal just made.
+            if let Some(opened) = Remote::decode(&payload) {
+                remember_opened(&sealed, gucs::cluster_secrets(), &opened);
+            }
             sealed
         }
     };
