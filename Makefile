@@ -191,7 +191,7 @@ bench-instructions-smoke:
 # "Citus"): pg_tenancy against the same query with WHERE tenant_id = … and no RLS, and against
 # the hand-written pattern, in one run. Not part of make test: it needs citus.so, which is in no
 # package registry (docs/scaling.md), and fails saying so without it. Ports BENCH_CITUS_PORT..+2;
-# ~5 minutes with the defaults.
+# ~6 minutes with the defaults (throughput rounds, then instruction counts under callgrind).
 BENCH_CITUS_PORT ?= 28980
 .PHONY: bench-citus
 

@@ -18,9 +18,14 @@ variants run interleaved (the order rotates every round) and each ratio to limit
 within its round. Before measuring, every variant's query is checked as its role: it finds its
 row, a tenant sees only its own rows, and EXPLAIN's Task Count says how many shards it asks.
 
+Then it counts instructions instead of time: each postmaster restarted under callgrind, each
+variant run by one connection for COUNT_FIRST and for COUNT_FIRST + COUNT_DELTA transactions with
+the same draws, and the difference per transaction taken on each node (see `counted`).
+
 Results go to a JSON file and to the section between the bench-citus markers of BENCHMARKS.md
 (the rest of the file is left as it is). Python 3.11 standard library only. Knobs from the
-environment: TENANTS, ROWS_PER_TENANT, SHARDS, ROUNDS, DURATION, CLIENTS, WARMUP.
+environment: TENANTS, ROWS_PER_TENANT, SHARDS, ROUNDS, DURATION, CLIENTS, WARMUP, COUNT_TENANTS,
+COUNT_FIRST, COUNT_DELTA.
 Needs citus.so in the PostgreSQL of PG_BIN; fails saying so when it is not there.
 """
 
@@ -41,10 +46,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from bench import OFFSET, PREFIX, git_info, ident, log, machine_info  # noqa: E402
+from instructions import parse_profile, total  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin")
 BEGIN, END = "<!-- bench-citus:begin -->", "<!-- bench-citus:end -->"
-KNOBS = ["TENANTS", "ROWS_PER_TENANT", "SHARDS", "ROUNDS", "DURATION", "CLIENTS", "WARMUP"]
+KNOBS = ["TENANTS", "ROWS_PER_TENANT", "SHARDS", "ROUNDS", "DURATION", "CLIENTS", "WARMUP",
+         "COUNT_TENANTS", "COUNT_FIRST", "COUNT_DELTA"]
 TARGET = 0.90  # pg_tenancy's throughput as a fraction of the limit's (issue 14)
 
 TENANT = PREFIX["tenant"] + ":tid"
@@ -75,7 +82,8 @@ def config():
     return dict(tenants=num("TENANTS", 1000), per=num("ROWS_PER_TENANT", 100),
                 shards=num("SHARDS", 32), rounds=num("ROUNDS", 7),
                 duration=num("DURATION", 10), clients=num("CLIENTS", 2),
-                warmup=num("WARMUP", 2))
+                warmup=num("WARMUP", 2), count_tenants=num("COUNT_TENANTS", 20),
+                count_first=num("COUNT_FIRST", 60), count_delta=num("COUNT_DELTA", 100))
 
 
 def as_postgres(*cmd):
@@ -115,6 +123,20 @@ class Node:
                                        "stop"), check=False, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
 
+    def start_counted(self, cgdir):
+        """The node again, its postmaster under `valgrind --tool=callgrind`: every process it
+        forks writes CGDIR/<port>.<pid> when it exits. Citus's periodic work that opens
+        connections between nodes is off, so that what appears is the workload's."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUST_")}
+        cmd = as_postgres("valgrind", "--tool=callgrind", "--trace-children=yes",
+                          f"--callgrind-out-file={cgdir}/{self.port}.%p",
+                          f"--log-file={cgdir}/valgrind.{self.port}.log",
+                          PG_BIN / "postgres", "-D", self.data, "-c", "autovacuum=off",
+                          "-c", "citus.distributed_deadlock_detection_factor=-1",
+                          "-c", "citus.recover_2pc_interval=-1")
+        log_file = open(self.data / "callgrind-server.log", "a")
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+
     def cpu_ticks(self):
         """CPU used by this node so far, in clock ticks: the postmaster's own and that of every
         process it has reaped (each backend is reaped when its connection ends)."""
@@ -131,10 +153,17 @@ class Node:
             raise RuntimeError(f"psql failed ({user}@{self.port}):\n{res.stderr.strip()[-3000:]}")
         return res.stdout
 
-    def pgbench(self, role, script, cfg, duration):
+    def pgbench(self, role, script, cfg, duration, transactions=None):
+        """`duration` seconds with the configured clients, or one client running exactly
+        `transactions` (drawn from the first COUNT_TENANTS tenants, the same draws every time)."""
+        if transactions is None:
+            run = ["-c", str(cfg["clients"]), "-T", str(duration),
+                   "-D", f"rows={cfg['tenants'] * cfg['per']}"]
+        else:
+            run = ["-c", "1", "-t", str(transactions), "--random-seed=7",
+                   "-D", f"rows={cfg['count_tenants'] * cfg['per']}"]
         cmd = [str(PG_BIN / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(self.port),
-               "-U", role, "-c", str(cfg["clients"]), "-j", "1", "-T", str(duration),
-               "-M", "simple", "-D", f"rows={cfg['tenants'] * cfg['per']}",
+               "-U", role, "-j", "1", *run, "-M", "simple",
                "-D", f"per={cfg['per']}", "-f", str(script), "postgres"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res.stdout)
@@ -260,6 +289,108 @@ def interleaved(nodes, cfg, scripts):
     return out
 
 
+def counted_run(nodes, cgdir, role, script, cfg, transactions):
+    """Instructions per node (by port) of the processes that a pgbench connection running
+    `transactions` started and ended: its backend on the coordinator, the backends serving it
+    on the workers."""
+    before = set(cgdir.iterdir())
+    nodes[0].pgbench(role, script, cfg, None, transactions)
+    # A file appears when its process has exited (the workers' backends after the
+    # coordinator's): done when the new files are complete and none came for 3 seconds.
+    deadline, seen, quiet = time.monotonic() + 600, None, 0
+    while quiet < 3:
+        time.sleep(1)
+        new = {f for f in set(cgdir.iterdir()) - before if not f.name.startswith("valgrind.")}
+        complete = new and all(total(f) is not None for f in new) and not any(
+            Path(f"/proc/{f.name.split('.')[1]}").exists() for f in new)
+        quiet = quiet + 1 if complete and new == seen else 0
+        seen = new
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no complete callgrind output after {script}")
+    out = {}
+    for f in new:
+        port = f.name.split(".")[0]
+        out[port] = out.get(port, 0) + total(f)
+    return out, sorted(new)
+
+
+# Where the instructions go: inclusive counts (they overlap), summed over the three nodes.
+WATCHED = [
+    ("pg_tenancy::cluster::hand_over", "the context sealed and set with SET LOCAL (coordinator)"),
+    ("tenancy_tokens::hmac_sha256", "HMAC-SHA-256: sealing and checking seals (all nodes)"),
+    ("pg_tenancy::cluster::check_signed_context", "the setting's check of a sealed value"),
+    ("ProcessUtility", "utility statements: BEGIN, SET, COMMIT (all nodes)"),
+    ("planner", "planning (all nodes)"),
+    ("ExecutorStart", "executor start (all nodes)"),
+    ("ExecutorRun", "executor run (all nodes)"),
+    ("CommitTransactionCommand", "commit (all nodes)"),
+]
+
+
+def watched_costs(files):
+    names = {name for name, _ in WATCHED}
+    out = dict.fromkeys(names, 0)
+    for f in files:
+        for (_, fn), v in parse_profile(f)["incl"].items():
+            if fn in names:
+                out[fn] += v
+    return out
+
+
+def counted(nodes, cfg, scripts, work):
+    """Instructions per transaction on each node: every postmaster under callgrind, each variant
+    run by one connection for FIRST (twice: the first run is not counted) and for FIRST + DELTA
+    transactions with the same draws; the
+    difference divided by DELTA is DELTA warm transactions (connection start-up, the first visit
+    of each tenant and the connection's end cancel out). Counts repeat where timings do not."""
+    cgdir = work / "callgrind"
+    shutil.rmtree(cgdir, ignore_errors=True)
+    cgdir.mkdir(parents=True)
+    shutil.chown(cgdir, "postgres")
+    for n in nodes:
+        n.stop()
+    procs = [n.start_counted(cgdir) for n in nodes]
+    try:
+        for n, proc in zip(nodes, procs):
+            deadline = time.monotonic() + 600
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"node {n.port} under callgrind exited")
+                try:
+                    n.psql("SELECT 1")
+                    break
+                except RuntimeError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+        first, delta = cfg["count_first"], cfg["count_delta"]
+        out = {}
+        # The hand-written variant is left out: its fan-out to every shard opens connections
+        # under callgrind for minutes, and its Task Count and CPU above say what it costs.
+        for v in ("limit", "tenancy"):
+            # A first run, not counted, takes in whatever else ended since the last one (the
+            # nodes' start-up, the readiness checks).
+            counted_run(nodes, cgdir, VARIANTS[v][0], scripts[v], cfg, first)
+            a, files_a = counted_run(nodes, cgdir, VARIANTS[v][0], scripts[v], cfg, first)
+            b, files_b = counted_run(nodes, cgdir, VARIANTS[v][0], scripts[v], cfg, first + delta)
+            per = {str(n.port): (b.get(str(n.port), 0) - a.get(str(n.port), 0)) / delta
+                   for n in nodes}
+            out[v] = dict(coordinator=per[str(nodes[0].port)],
+                          workers=sum(per[str(n.port)] for n in nodes[1:]))
+            wa, wb = watched_costs(files_a), watched_costs(files_b)
+            out[v]["functions"] = {fn: (wb[fn] - wa[fn]) / delta for fn in wa}
+            log(f"  counted {v}: coordinator {out[v]['coordinator'] / 1e3:,.1f} k, workers "
+                f"{out[v]['workers'] / 1e3:,.1f} k instructions per transaction")
+        return out
+    finally:
+        for n in nodes:
+            subprocess.run(as_postgres(PG_BIN / "pg_ctl", "-D", n.data, "-m", "fast", "-w",
+                                       "-t", "900", "stop"), check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for proc in procs:
+            proc.wait(timeout=900)
+
+
 def section(res):
     cfg = res["config"]
     lines = [BEGIN, "## Citus: a tenant's point select through the coordinator", "",
@@ -293,13 +424,44 @@ def section(res):
                      f"{'1.000' if v == 'limit' else spread(r['ratio'])} | {target} | "
                      f"{statistics.median(r['cpu_us']):,.0f} µs | "
                      f"{'1.000' if v == 'limit' else spread(r['cpu_ratio'])} |")
+    ins = res.get("instructions")
+    if ins:
+        lim = ins["limit"]["coordinator"] + ins["limit"]["workers"]
+        lines += ["", f"Instructions per transaction, every node's postmaster under callgrind: "
+                  f"one connection, {cfg['count_tenants']} tenants visited before counting, "
+                  f"the difference between runs of {cfg['count_first']} and "
+                  f"{cfg['count_first'] + cfg['count_delta']} transactions with the same draws, "
+                  f"divided by {cfg['count_delta']} (workers: both, each serving the "
+                  "transactions whose shard it holds). Under valgrind SHA-256 runs without the "
+                  "CPU's SHA instructions, so the seal's share is larger here than on the "
+                  "machine.", "",
+                  "| variant | coordinator | workers | all three nodes | ratio to limit |",
+                  "|---|---|---|---|---|"]
+        for v, label in LABELS.items():
+            if v not in ins:
+                continue
+            c = ins[v]
+            both = c["coordinator"] + c["workers"]
+            lines.append(f"| {label} | {c['coordinator'] / 1e3:,.1f} k | "
+                         f"{c['workers'] / 1e3:,.1f} k | {both / 1e3:,.1f} k | "
+                         f"{both / lim:.3f} |")
+        fl, ft = ins["limit"].get("functions"), ins["tenancy"].get("functions")
+        if fl and ft:
+            lines += ["", "Where pg_tenancy's extra instructions go, per transaction, from the same "
+                      "files (inclusive counts, summed over the three nodes; they overlap: the "
+                      "hand-over contains its SET's utility statement and its seal):", "",
+                      "| function | what | limit | pg_tenancy | difference |",
+                      "|---|---|---|---|---|"]
+            for fn, what in WATCHED:
+                lines.append(f"| `{fn}` | {what} | {fl[fn] / 1e3:,.1f} k | "
+                             f"{ft[fn] / 1e3:,.1f} k | {(ft[fn] - fl[fn]) / 1e3:+,.1f} k |")
     lines += ["", "What pg_tenancy adds to the limit's transaction: `set_tenant()` on the "
               "coordinator; the context sealed there (HMAC-SHA-256) and set with a `SET LOCAL` "
               "run through Citus's utility hook, which Citus sends to the worker with the "
               "remote `BEGIN`; the worker parsing it and checking the seal; the policy's "
               "`current_tenant()` on the shard; and the planner hook adding the tenant as a "
-              "constant on the coordinator. The harness does not break the CPU down by "
-              "function (that would take callgrind on all three nodes). The throughput rounds "
+              "constant on the coordinator. The callgrind files stay in the work directory "
+              "(`<port>.<pid>`) for `callgrind_annotate`. The throughput rounds "
               "spread widely on this shared machine, so a median near the target can land on "
               "either side of it in another run. The hand-written pattern asks every shard, "
               "because Citus prunes shards only on a constant in the query, never on a "
@@ -366,6 +528,8 @@ def main():
             scripts[v] = work / f"{v}.sql"
             scripts[v].write_text(f"{PICK}BEGIN;\n{context};\n{point_query(v)};\nCOMMIT;\n")
         res["results"] = interleaved(nodes, cfg, scripts)
+        log("counting instructions (every node under callgrind)")
+        res["instructions"] = counted(nodes, cfg, scripts, work)
     finally:
         for n in nodes:
             n.stop()
