@@ -90,6 +90,75 @@ REVOKE ALL ON FUNCTION @extschema@.caller_may_set_tenant() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.check_row_tenant(uuid),
                           @extschema@.check_write_permission(text) TO PUBLIC;
 
+-- create_tenant(): a derived slug taken by a concurrent call is derived again (it was refused).
+CREATE OR REPLACE FUNCTION @extschema@.create_tenant(name text, owner_id uuid, slug text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_name text := pg_catalog.btrim(create_tenant.name);
+    v_slug text := create_tenant.slug;
+    v_base text;
+    v_id   uuid;
+BEGIN
+    IF v_name IS NULL OR v_name = '' OR pg_catalog.length(v_name) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: invalid tenant name %s',
+                                        COALESCE(pg_catalog.quote_literal(pg_catalog.left(v_name, 64)), 'NULL')),
+            HINT = 'a tenant name is 1 to 200 characters';
+    END IF;
+    IF owner_id IS NULL OR NOT EXISTS (SELECT FROM @extschema@.users u WHERE u.id = owner_id) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenancy: unknown owner user %s', COALESCE(owner_id::text, 'NULL')),
+            HINT = 'create the owner first with tenancy.create_user(email)';
+    END IF;
+
+    IF v_slug IS NOT NULL THEN
+        IF v_slug !~ '^[a-z0-9]+(-[a-z0-9]+)*$' OR pg_catalog.length(v_slug) > 63 THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = pg_catalog.format('tenancy: invalid slug %s', pg_catalog.quote_literal(pg_catalog.left(v_slug, 64))),
+                HINT = 'a slug is lower-case letters, digits and single dashes, at most 63 characters';
+        END IF;
+        IF EXISTS (SELECT FROM @extschema@.tenants t WHERE t.slug = v_slug) THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = pg_catalog.format('tenancy: slug %s is taken', pg_catalog.quote_literal(v_slug)),
+                HINT = 'choose another slug, or pass NULL to derive a free one from the name';
+        END IF;
+    ELSE
+        v_base := pg_catalog.btrim(pg_catalog.left(
+            pg_catalog.regexp_replace(pg_catalog.lower(v_name), '[^a-z0-9]+', '-', 'g'), 48), '-');
+        IF v_base = '' THEN
+            v_base := 'tenant';
+        END IF;
+        v_slug := v_base;
+        WHILE EXISTS (SELECT FROM @extschema@.tenants t WHERE t.slug = v_slug) LOOP
+            v_slug := v_base || '-' || pg_catalog.left(pg_catalog.md5(pg_catalog.gen_random_uuid()::text), 8);
+        END LOOP;
+    END IF;
+
+    -- A slug taken by a concurrent create_tenant() between the check and the insert: the
+    -- caller's own is refused, a derived one is derived again.
+    FOR v_attempt IN 1..10 LOOP
+        BEGIN
+            INSERT INTO @extschema@.tenants AS t (name, slug) VALUES (v_name, v_slug)
+                RETURNING t.id INTO v_id;
+            EXIT;
+        EXCEPTION WHEN unique_violation THEN
+            IF create_tenant.slug IS NOT NULL OR v_attempt = 10 THEN
+                RAISE EXCEPTION USING ERRCODE = '22023',
+                    MESSAGE = pg_catalog.format('tenancy: slug %s is taken', pg_catalog.quote_literal(v_slug)),
+                    HINT = 'choose another slug, or pass NULL to derive a free one from the name';
+            END IF;
+            v_slug := v_base || '-' || pg_catalog.left(pg_catalog.md5(pg_catalog.gen_random_uuid()::text), 8);
+        END;
+    END LOOP;
+    INSERT INTO @extschema@.memberships (tenant_id, user_id, role) VALUES (v_id, owner_id, 'owner');
+    RETURN v_id;
+END
+$fn$;
+
 -- The members view's rows: application roles only (it filters by the context itself).
 REVOKE EXECUTE ON FUNCTION @extschema@.member_rows() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.member_rows() TO tenancy_client;

@@ -119,13 +119,24 @@ BEGIN
         END LOOP;
     END IF;
 
-    INSERT INTO @extschema@.tenants AS t (name, slug) VALUES (v_name, v_slug) RETURNING t.id INTO v_id;
+    -- A slug taken by a concurrent create_tenant() between the check and the insert: the
+    -- caller's own is refused, a derived one is derived again.
+    FOR v_attempt IN 1..10 LOOP
+        BEGIN
+            INSERT INTO @extschema@.tenants AS t (name, slug) VALUES (v_name, v_slug)
+                RETURNING t.id INTO v_id;
+            EXIT;
+        EXCEPTION WHEN unique_violation THEN
+            IF create_tenant.slug IS NOT NULL OR v_attempt = 10 THEN
+                RAISE EXCEPTION USING ERRCODE = '22023',
+                    MESSAGE = pg_catalog.format('tenancy: slug %s is taken', pg_catalog.quote_literal(v_slug)),
+                    HINT = 'choose another slug, or pass NULL to derive a free one from the name';
+            END IF;
+            v_slug := v_base || '-' || pg_catalog.left(pg_catalog.md5(pg_catalog.gen_random_uuid()::text), 8);
+        END;
+    END LOOP;
     INSERT INTO @extschema@.memberships (tenant_id, user_id, role) VALUES (v_id, owner_id, 'owner');
     RETURN v_id;
-EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION USING ERRCODE = '22023',
-        MESSAGE = pg_catalog.format('tenancy: slug %s is taken', pg_catalog.quote_literal(v_slug)),
-        HINT = 'choose another slug, or pass NULL to derive a free one from the name';
 END
 $fn$;
 

@@ -899,3 +899,75 @@ fn current_permissions_lists_what_the_actor_may_do() {
     assert!(!viewer.is_empty() && viewer.iter().all(|p| p.ends_with(":read")));
     assert!(list(&mut c, None).is_empty());
 }
+
+/// `create_tenant()` without a slug, called at the same moment for the same name from several
+/// trusted-backend connections: every call succeeds, each tenant with a slug of its own (a slug
+/// derived from the name and taken by a concurrent call between the check and the insert is
+/// derived again). A slug the caller chose is still refused when it is taken.
+#[test]
+fn concurrent_tenants_of_one_name_get_slugs_of_their_own() {
+    const CONNECTIONS: usize = 6;
+    const ROUNDS: usize = 5;
+    let mut db = TestDb::new("slug_race");
+    let app = db.login_role("app", "tenancy_app");
+    let owner: Uuid = db
+        .admin()
+        .query_one("SELECT tenancy.create_user('race@example.com')", &[])
+        .unwrap()
+        .get(0);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(CONNECTIONS));
+    let threads: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = db.connect(&app);
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                (0..ROUNDS)
+                    .map(|round| {
+                        barrier.wait();
+                        c.query_one(
+                            "SELECT tenancy.create_tenant($1, $2)",
+                            &[&format!("Race {round}"), &owner],
+                        )
+                        .map(|row| row.get::<_, Uuid>(0))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for created in t.join().unwrap() {
+            created.expect("create_tenant() with a derived slug must not fail on a race");
+        }
+    }
+    let mut su = db.admin();
+    let row = su
+        .query_one(
+            "SELECT count(*), count(DISTINCT slug),
+                    count(*) FILTER (WHERE slug ~ '^race-[0-9]$'),
+                    count(*) FILTER (WHERE slug ~ '^race-[0-9]-[0-9a-f]{8}$')
+               FROM tenancy.tenants WHERE name LIKE 'Race %'",
+            &[],
+        )
+        .unwrap();
+    let n = (CONNECTIONS * ROUNDS) as i64;
+    assert_eq!(row.get::<_, i64>(0), n);
+    assert_eq!(
+        row.get::<_, i64>(1),
+        n,
+        "every tenant has a slug of its own"
+    );
+    assert_eq!(
+        row.get::<_, i64>(2),
+        ROUNDS as i64,
+        "one tenant per name has the plain slug"
+    );
+    assert_eq!(row.get::<_, i64>(3), n - ROUNDS as i64);
+    let mut app_conn = db.connect(&app);
+    assert_sqlstate(
+        app_conn.query_one(
+            "SELECT tenancy.create_tenant('Mine', $1, 'race-0')",
+            &[&owner],
+        ),
+        &SqlState::INVALID_PARAMETER_VALUE,
+    );
+}
