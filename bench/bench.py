@@ -189,15 +189,22 @@ class Cluster:
         for path, weight in scripts:
             cmd += ["-f", f"{path}@{weight}"]
         cmd.append(db)
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res.stdout)
-        failed = re.search(r"number of failed transactions: (\d+)", res.stdout)
-        if res.returncode != 0 or not tps or "aborted" in res.stderr or (
-                failed and int(failed.group(1)) > 0):
-            raise RuntimeError(f"pgbench failed ({role}@{db}, {scripts[0][0]}):\n"
-                               f"{res.stdout[-1500:]}\n{res.stderr[-1500:]}")
-        lat = re.search(r"latency average = ([\d.]+) ms", res.stdout)
-        return dict(tps=float(tps.group(1)), latency_ms=float(lat.group(1)) if lat else None)
+        out, tps = run_pgbench(cmd, f"{role}@{db}, {scripts[0][0]}")
+        lat = re.search(r"latency average = ([\d.]+) ms", out)
+        return dict(tps=tps, latency_ms=float(lat.group(1)) if lat else None)
+
+
+def run_pgbench(cmd, what):
+    """Runs pgbench: its output and tps, or an error naming `what` when it failed, aborted a
+    client or counted a failed transaction."""
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", res.stdout)
+    if res.returncode != 0 or not tps or "aborted" in res.stderr or (
+            failed and int(failed.group(1)) > 0):
+        raise RuntimeError(f"pgbench failed ({what}):\n{res.stdout[-1500:]}\n"
+                           f"{res.stderr[-1500:]}")
+    return res.stdout, float(tps.group(1))
 
 
 # ---------------------------------------------------------------------------------------------

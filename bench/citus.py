@@ -45,8 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from bench import OFFSET, PREFIX, git_info, ident, log, machine_info  # noqa: E402
+from bench import (OFFSET, PREFIX, git_info, ident, log, machine_info,  # noqa: E402
+                   run_pgbench)
 from instructions import parse_profile, total  # noqa: E402
+import report  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin")
 BEGIN, END = "<!-- bench-citus:begin -->", "<!-- bench-citus:end -->"
@@ -165,15 +167,9 @@ class Node:
         cmd = [str(PG_BIN / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(self.port),
                "-U", role, "-j", "1", *run, "-M", "simple",
                "-D", f"per={cfg['per']}", "-f", str(script), "postgres"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res.stdout)
-        failed = re.search(r"number of failed transactions: (\d+)", res.stdout)
-        if res.returncode != 0 or not tps or "aborted" in res.stderr or (
-                failed and int(failed.group(1)) > 0):
-            raise RuntimeError(f"pgbench failed ({role}, {script}):\n"
-                               f"{res.stdout[-1500:]}\n{res.stderr[-1500:]}")
-        done = re.search(r"number of transactions actually processed: (\d+)", res.stdout)
-        return float(tps.group(1)), int(done.group(1))
+        out, tps = run_pgbench(cmd, f"{role}, {script}")
+        done = re.search(r"number of transactions actually processed: (\d+)", out)
+        return tps, int(done.group(1))
 
 
 SETUP = """
@@ -469,17 +465,6 @@ def section(res):
     return "\n".join(lines)
 
 
-def write_section(path, text):
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + text + (("\n" + tail) if tail else "")
-    else:
-        new = (old.rstrip("\n") + "\n\n" if old else "") + text
-    path.write_text(new)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True, help="coordinator; workers +1, +2")
@@ -536,7 +521,7 @@ def main():
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=1))
     text = section(res)
-    write_section(Path(args.out), text)
+    report.replace_section(Path(args.out), text, BEGIN, END)
     print(text)
 
 

@@ -1267,16 +1267,7 @@ def section(res):
 
 def write_section(path, res):
     """Replaces the section between the markers in `path` (or appends it)."""
-    text = section(res)
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + text + (("\n" + tail) if tail else "")
-    else:
-        new = (old.rstrip("\n") + "\n\n" if old else "") + text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
+    tp.report.replace_section(path, section(res), BEGIN, END)
 
 
 def terminal_summary(res):

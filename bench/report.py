@@ -105,6 +105,20 @@ def in_repo(text):
     return str(text).replace(ROOT, "")
 
 
+def replace_section(path, text, begin, end):
+    """Writes `text` (from the `begin` marker to the `end` marker) over that section of the file
+    at `path`, or appends it; the rest of the file stays as it is."""
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        new = head + text + (("\n" + tail) if tail else "")
+    else:
+        new = (old.rstrip("\n") + "\n\n" if old else "") + text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+
+
 def med(xs):
     return statistics.median(xs)
 
